@@ -1,0 +1,280 @@
+"""Every message of both links as a frozen dataclass, with its wire form.
+
+``decode_message`` turns a decoded frame (a map with a 't' key) into a message or raises
+ProtocolError; ``encode_message`` turns a message into frame bytes.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from .entries import (
+    DIGEST_SIZE,
+    Entry,
+    decode_version,
+    require,
+    require_peer_id,
+    require_uint,
+)
+from .errors import ProtocolError
+from .framing import encode_frame
+from .paths import validate_path
+
+MAX_NONCE = 64
+MAX_LIST = 100_000
+MAX_REASON = 1024
+MAX_CHUNK_DATA = 16 * 1024 * 1024
+
+
+def _str(limit: int) -> Callable[[object], str]:
+    def check(v: object) -> str:
+        s = require(v, str, "string")
+        if len(s) > limit:
+            raise ProtocolError("string too long")
+        return s
+
+    return check
+
+
+def _bytes(low: int, high: int) -> Callable[[object], bytes]:
+    def check(v: object) -> bytes:
+        b = require(v, bytes, "bytes")
+        if not low <= len(b) <= high:
+            raise ProtocolError("bytes of the wrong length")
+        return b
+
+    return check
+
+
+def _uint(v: object) -> int:
+    return require_uint(v, "integer")
+
+
+def _port(v: object) -> int:
+    n = require_uint(v, "port")
+    if n > 65535:
+        raise ProtocolError("port out of range")
+    return n
+
+
+def _number(v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1e6:
+        raise ProtocolError("bad number")
+    return float(v)
+
+
+def _list_of(item: Callable[[object], Any]) -> Callable[[object], tuple]:
+    def check(v: object) -> tuple:
+        items = require(v, list, "list")
+        if len(items) > MAX_LIST:
+            raise ProtocolError("list too long")
+        return tuple(item(x) for x in items)
+
+    return check
+
+
+def _wire(value: object) -> object:
+    if isinstance(value, Entry | PeerInfo | TableRow | ChunkParams):
+        return value.to_wire()
+    if isinstance(value, tuple):
+        return [_wire(x) for x in value]
+    return value
+
+
+def field(check: Callable[[object], Any], **kw: Any) -> Any:
+    return dataclasses.field(metadata={"check": check}, **kw)
+
+
+class _Wire:
+    """Shared wire conversion for dataclasses whose fields carry a ``check`` decoder."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: _wire(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_wire(cls, raw: object) -> Any:
+        m = require(raw, dict, cls.__name__)
+        kwargs = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in m:
+                if (
+                    f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING
+                ):
+                    continue
+                raise ProtocolError(f"{cls.__name__}: missing field {f.name!r}")
+            kwargs[f.name] = f.metadata["check"](m[f.name])
+        return cls(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerInfo(_Wire):
+    peer_id: str = field(require_peer_id)
+    addr: str = field(_str(255))
+    port: int = field(_port)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkParams(_Wire):
+    min_size: int = field(_uint)
+    avg_size: int = field(_uint)
+    max_size: int = field(_uint)
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.min_size <= self.avg_size <= self.max_size <= MAX_CHUNK_DATA:
+            raise ProtocolError("chunk parameters out of order or range")
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRow(_Wire):
+    """One path of the tracker's table: the newest entry, when it last changed, who holds it."""
+
+    entry: Entry = field(Entry.from_wire)
+    seq: int = field(_uint)
+    holders: tuple[str, ...] = field(_list_of(require_peer_id), default=())
+
+
+class Message(_Wire):
+    TYPE: ClassVar[str]
+
+    def to_wire(self) -> dict[str, Any]:
+        out = super().to_wire()
+        out["t"] = self.TYPE
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Hello(Message):
+    """First frame of every link. ``role`` is 'tracker' (peer to tracker) or 'p2p'."""
+
+    TYPE = "hello"
+    proto: str = field(_str(32))
+    ver: int = field(_uint)
+    role: str = field(_str(16))
+    peer_id: str = field(require_peer_id)
+    nonce: bytes = field(_bytes(16, MAX_NONCE))
+    addr: str = field(_str(255), default="")
+    port: int = field(_port, default=0)
+    last_seq: int = field(_uint, default=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Challenge(Message):
+    """The server's nonce and its proof that it knows the share secret."""
+
+    TYPE = "challenge"
+    nonce: bytes = field(_bytes(16, MAX_NONCE))
+    proof: bytes = field(_bytes(32, 32))
+    peer_id: str = field(require_peer_id, default="tracker")
+
+
+@dataclasses.dataclass(frozen=True)
+class Auth(Message):
+    TYPE = "auth"
+    proof: bytes = field(_bytes(32, 32))
+
+
+@dataclasses.dataclass(frozen=True)
+class Accept(Message):
+    TYPE = "accept"
+    interval: float = field(_number, default=1.0)
+    chunking: ChunkParams | None = field(ChunkParams.from_wire, default=None)
+    seq: int = field(_uint, default=0)
+    max_frame: int = field(_uint, default=16 * 1024 * 1024)
+    peers: tuple[PeerInfo, ...] = field(_list_of(PeerInfo.from_wire), default=())
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject(Message):
+    TYPE = "reject"
+    reason: str = field(_str(MAX_REASON))
+
+
+@dataclasses.dataclass(frozen=True)
+class Alive(Message):
+    TYPE = "alive"
+
+
+@dataclasses.dataclass(frozen=True)
+class Update(Message):
+    """Local changes a peer committed, in the order it made them."""
+
+    TYPE = "update"
+    entries: tuple[Entry, ...] = field(_list_of(Entry.from_wire))
+
+
+@dataclasses.dataclass(frozen=True)
+class Table(Message):
+    """Accepted changes in sequence order; ``caught_up`` marks the end of a reconnect delta."""
+
+    TYPE = "table"
+    rows: tuple[TableRow, ...] = field(_list_of(TableRow.from_wire))
+    seq: int = field(_uint)
+    caught_up: bool = field(lambda v: require(v, bool, "caught_up"), default=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Have(Message):
+    """A peer holds ``path`` at ``version`` completely and serves its chunks."""
+
+    TYPE = "have"
+    path: str = field(validate_path)
+    version: dict[str, int] = field(decode_version)
+
+
+@dataclasses.dataclass(frozen=True)
+class Peers(Message):
+    """The peers online now; sent whenever one joins or leaves."""
+
+    TYPE = "peers"
+    peers: tuple[PeerInfo, ...] = field(_list_of(PeerInfo.from_wire))
+
+
+@dataclasses.dataclass(frozen=True)
+class Get(Message):
+    TYPE = "get"
+    digest: bytes = field(_bytes(DIGEST_SIZE, DIGEST_SIZE))
+
+
+@dataclasses.dataclass(frozen=True)
+class Data(Message):
+    TYPE = "data"
+    digest: bytes = field(_bytes(DIGEST_SIZE, DIGEST_SIZE))
+    data: bytes = field(_bytes(0, MAX_CHUNK_DATA))
+
+
+@dataclasses.dataclass(frozen=True)
+class Missing(Message):
+    TYPE = "missing"
+    digest: bytes = field(_bytes(DIGEST_SIZE, DIGEST_SIZE))
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (
+        Hello,
+        Challenge,
+        Auth,
+        Accept,
+        Reject,
+        Alive,
+        Update,
+        Table,
+        Have,
+        Peers,
+        Get,
+        Data,
+        Missing,
+    )
+}
+
+
+def decode_message(payload: dict[str, Any]) -> Message:
+    cls = MESSAGE_TYPES.get(payload.get("t"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ProtocolError(f"unknown message type {str(payload.get('t'))[:32]!r}")
+    return cls.from_wire(payload)
+
+
+def encode_message(msg: Message) -> bytes:
+    return encode_frame(msg.to_wire())

@@ -1,0 +1,82 @@
+"""The trio edge of the protocol: framed messages over a byte stream, with deadlines."""
+
+import logging
+
+import trio
+
+from .protocol.errors import ProtocolError
+from .protocol.framing import HANDSHAKE_MAX_FRAME, FrameDecoder
+from .protocol.messages import Message, decode_message, encode_message
+
+log = logging.getLogger(__name__)
+
+RECEIVE_SIZE = 256 * 1024
+
+
+class LinkClosed(Exception):
+    """The other side closed the connection (or it broke) while we were using it."""
+
+    def __str__(self) -> str:
+        return "link closed by the other side"
+
+
+class FramedStream:
+    """Send and receive whole protocol messages over a trio stream.
+
+    Decoding errors raise ProtocolError; the caller closes the link and logs the reason.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, max_frame: int = HANDSHAKE_MAX_FRAME) -> None:
+        self.stream = stream
+        self._decoder = FrameDecoder(max_frame)
+        self._pending: list[Message] = []
+        self._send_lock = trio.Lock()
+        self.bytes_received = 0
+        self.bytes_sent = 0
+
+    @property
+    def max_frame(self) -> int:
+        return self._decoder.max_frame
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        self._decoder.max_frame = value
+
+    async def send(self, msg: Message) -> None:
+        data = encode_message(msg)
+        async with self._send_lock:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise LinkClosed() from exc
+        self.bytes_sent += len(data)
+
+    async def receive(self) -> Message:
+        while not self._pending:
+            for payload in self._decoder.frames():
+                self._pending.append(decode_message(payload))
+            if self._pending:
+                break
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise LinkClosed() from exc
+            if not data:
+                raise LinkClosed()
+            self.bytes_received += len(data)
+            self._decoder.feed(data)
+        return self._pending.pop(0)
+
+    async def receive_within(self, seconds: float) -> Message:
+        with trio.fail_after(seconds):
+            return await self.receive()
+
+    async def expect(self, cls: type, seconds: float) -> Message:
+        msg = await self.receive_within(seconds)
+        if not isinstance(msg, cls):
+            raise ProtocolError(f"expected {cls.TYPE}, got {msg.TYPE}")
+        return msg
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.stream.aclose()
