@@ -17,7 +17,7 @@ class LinkClosed(Exception):
     """The other side closed the connection (or it broke) while we were using it."""
 
     def __str__(self) -> str:
-        return "link closed by the other side"
+        return str(self.args[0]) if self.args else "link closed by the other side"
 
 
 class FramedStream:

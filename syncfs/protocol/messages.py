@@ -89,7 +89,8 @@ class _Wire:
     """Shared wire conversion for dataclasses whose fields carry a ``check`` decoder."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {f.name: _wire(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        return {f.name: _wire(getattr(self, f.name)) for f in fields if getattr(self, f.name) is not None}
 
     @classmethod
     def from_wire(cls, raw: object) -> Any:

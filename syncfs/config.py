@@ -1,0 +1,118 @@
+"""Mount options from flags, a TOML file and the seed's plain ``config.dat``; flags win."""
+
+import dataclasses
+import hashlib
+import tomllib
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_TRACKER_PORT = 7370
+LOCAL_TRACKER_HOST = "127.0.0.1"
+
+
+class ConfigError(Exception):
+    """A configuration file or option is unusable; the message says which and why."""
+
+
+@dataclasses.dataclass
+class MountConfig:
+    directory: str | None = None
+    tracker: str | None = None
+    listen: str | None = None
+    cache_dir: str | None = None
+    secret: str | None = None
+    log_file: str | None = None
+    log_level: str = "INFO"
+
+
+# config.dat keys (the seed's form) and TOML keys, mapped to MountConfig fields
+_KEYS = {
+    "directory": "directory",
+    "trackerip": "tracker",
+    "tracker": "tracker",
+    "listen": "listen",
+    "cache_dir": "cache_dir",
+    "cachedir": "cache_dir",
+    "secret": "secret",
+    "log_file": "log_file",
+    "log_level": "log_level",
+}
+
+
+def user_config_file() -> Path:
+    return Path(platformdirs.user_config_dir("syncfs")) / "config.toml"
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """Read a TOML file, or a ``key=value`` file such as the seed's config.dat."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    raw: dict[str, object]
+    if path.suffix == ".toml":
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    else:
+        raw = {}
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise ConfigError(f"{path}:{n}: expected key=value")
+            raw[key.strip()] = value.strip()
+    out = {}
+    base = path.parent
+    for key, value in raw.items():
+        field = _KEYS.get(key.lower())
+        if field is None:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+        value = str(value)
+        if field in ("directory", "cache_dir", "log_file"):
+            value = str((base / Path(value).expanduser()).resolve()) if not Path(value).expanduser().is_absolute() else str(Path(value).expanduser())
+        out[field] = value
+    return out
+
+
+def build(flags: dict[str, object], config_file: str | None) -> MountConfig:
+    cfg = MountConfig()
+    sources: list[dict[str, str]] = []
+    default_file = user_config_file()
+    if default_file.exists():
+        sources.append(read_config_file(default_file))
+    if config_file:
+        sources.append(read_config_file(Path(config_file)))
+    sources.append({k: v for k, v in flags.items() if v is not None})  # type: ignore[misc]
+    for source in sources:
+        for key, value in source.items():
+            setattr(cfg, key, value)
+    return cfg
+
+
+def split_host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or "]" in port:
+        return text.strip("[]"), default_port
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ConfigError(f"bad port in {text!r}") from None
+
+
+def default_cache_dir(mountpoint: Path) -> Path:
+    key = hashlib.sha256(str(mountpoint).encode()).hexdigest()[:16]
+    return Path(platformdirs.user_data_dir("syncfs")) / "mounts" / key
+
+
+def default_log_file(mountpoint: Path) -> Path:
+    key = hashlib.sha256(str(mountpoint).encode()).hexdigest()[:16]
+    return Path(platformdirs.user_state_dir("syncfs")) / f"mount-{key}.log"
+
+
+def local_tracker_dir() -> Path:
+    return Path(platformdirs.user_data_dir("syncfs")) / "tracker"

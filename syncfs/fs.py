@@ -1,0 +1,240 @@
+"""The FUSE front end: translates kernel requests into engine calls, and nothing more.
+
+Every handler turns the engine's FsError into FUSEError at this one boundary; any other
+exception would end pyfuse3.main() and with it the mount, so it is logged and becomes EIO.
+"""
+
+import errno
+import functools
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from .engine import Engine
+from .errors import FsError
+from .protocol.entries import Kind
+from .store import Node
+
+log = logging.getLogger(__name__)
+
+ATTR_TIMEOUT = 1.0
+T = TypeVar("T")
+
+_KIND_BITS = {Kind.FILE: stat.S_IFREG, Kind.DIR: stat.S_IFDIR, Kind.SYMLINK: stat.S_IFLNK}
+
+
+def translated(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except FsError as exc:
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except OSError as exc:
+            log.warning("%s failed: %s", fn.__name__, exc)
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except Exception:
+            log.exception("%s failed unexpectedly", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+def _name(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FsError(errno.EILSEQ, "file names must be UTF-8") from None
+
+
+class Operations(pyfuse3.Operations):
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.uid = os.getuid()
+        self.gid = os.getgid()
+        self._invalidations: trio.MemorySendChannel | None = None
+
+    # -- cache invalidation (Frontend for the engine) -------------------------------------
+
+    async def run_invalidator(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Clears the kernel's caches for remote changes, outside any request handler."""
+        send, receive = trio.open_memory_channel[tuple](10_000)
+        self._invalidations = send
+        task_status.started()
+        async for kind, a, b in receive:
+            try:
+                if kind == "inode":
+                    await trio.to_thread.run_sync(pyfuse3.invalidate_inode, a)
+                else:
+                    await trio.to_thread.run_sync(pyfuse3.invalidate_entry, a, b.encode("utf-8"))
+            except (OSError, pyfuse3.FUSEError):
+                pass  # the kernel never had it cached
+
+    def invalidate_inode(self, ino: int) -> None:
+        self._queue(("inode", ino, None))
+
+    def invalidate_entry(self, parent_ino: int, name: str) -> None:
+        self._queue(("entry", parent_ino, name))
+
+    def _queue(self, item: tuple) -> None:
+        if self._invalidations is not None:
+            try:
+                self._invalidations.send_nowait(item)
+            except trio.WouldBlock:
+                log.warning("kernel cache invalidation queue full; attributes may be stale for %.0fs", ATTR_TIMEOUT)
+
+    # -- attributes --------------------------------------------------------------------
+
+    def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node.ino
+        a.generation = 0
+        a.entry_timeout = ATTR_TIMEOUT
+        a.attr_timeout = ATTR_TIMEOUT
+        a.st_mode = _KIND_BITS[node.kind] | node.mode
+        a.st_nlink = 2 if node.kind is Kind.DIR else 1
+        a.st_uid = self.uid
+        a.st_gid = self.gid
+        a.st_rdev = 0
+        size = node.size if node.kind is Kind.FILE else len(node.target.encode()) if node.kind is Kind.SYMLINK else 0
+        a.st_size = size
+        a.st_blksize = 4096
+        a.st_blocks = (size + 511) // 512
+        a.st_atime_ns = node.mtime_ns
+        a.st_mtime_ns = node.mtime_ns
+        a.st_ctime_ns = node.ctime_ns
+        return a
+
+    @translated
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attrs(self.engine.lookup(parent_inode, _name(name)))
+
+    @translated
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attrs(self.engine.node(inode))
+
+    @translated
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        mtime = None
+        if fields.update_mtime:
+            mtime = attr.st_mtime_ns
+        node = self.engine.setattr(
+            inode,
+            mode=stat.S_IMODE(attr.st_mode) if fields.update_mode else None,
+            size=attr.st_size if fields.update_size else None,
+            mtime_ns=mtime,
+            fh=fh,
+        )
+        return self._attrs(node)
+
+    @translated
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self.engine.node(inode)
+        if node.kind is not Kind.SYMLINK:
+            raise FsError(errno.EINVAL)
+        return node.target.encode("utf-8", "surrogateescape")
+
+    @translated
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        st = self.engine.store.statvfs()
+        out = pyfuse3.StatvfsData()
+        out.f_bsize = st.f_bsize
+        out.f_frsize = st.f_frsize
+        out.f_blocks = st.f_blocks
+        out.f_bfree = st.f_bfree
+        out.f_bavail = st.f_bavail
+        out.f_files = st.f_files
+        out.f_ffree = st.f_ffree
+        out.f_favail = st.f_favail
+        out.f_namemax = 255
+        return out
+
+    # -- directories -----------------------------------------------------------------
+
+    @translated
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self.engine.node(inode)
+        if node.kind is not Kind.DIR:
+            raise FsError(errno.ENOTDIR)
+        return inode
+
+    @translated
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        for child in self.engine.store.children(fh, after_ino=start_id):
+            if not pyfuse3.readdir_reply(token, child.name.encode("utf-8"), self._attrs(self.engine.node(child.ino)), child.ino):
+                return
+
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    @translated
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attrs(self.engine.mkdir(parent_inode, _name(name), mode))
+
+    @translated
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.engine.rmdir(parent_inode, _name(name))
+
+    @translated
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.engine.unlink(parent_inode, _name(name))
+
+    @translated
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+                     flags: int, ctx: pyfuse3.RequestContext) -> None:
+        self.engine.rename(parent_inode_old, _name(name_old), parent_inode_new, _name(name_new), flags)
+
+    @translated
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attrs(self.engine.symlink(parent_inode, _name(name), target.decode("utf-8", "surrogateescape")))
+
+    # -- files -------------------------------------------------------------------------
+
+    @translated
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        handle, node = self.engine.create(parent_inode, _name(name), mode)
+        return pyfuse3.FileInfo(fh=handle.fh), self._attrs(node)
+
+    @translated
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        handle = self.engine.open(inode, flags)
+        return pyfuse3.FileInfo(fh=handle.fh)
+
+    @translated
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return os.pread(self.engine.handle(fh).fd, size, off)
+
+    @translated
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self.engine.handle(fh)
+        n = os.pwrite(handle.fd, buf, off)
+        self.engine.wrote(handle, off, n)
+        return n
+
+    async def flush(self, fh: int) -> None:
+        return None
+
+    @translated
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await trio.to_thread.run_sync(self.engine.fsync, fh)
+
+    @translated
+    async def release(self, fh: int) -> None:
+        self.engine.release(fh)
+
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        return None

@@ -1,0 +1,106 @@
+"""Run one mount in the foreground: store, engine, chunk server, tracker link and FUSE loop."""
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from . import config
+from .cli import READY, ensure_local_tracker, setup_logging
+from .config import ConfigError, MountConfig
+from .engine import Engine
+from .fs import Operations
+from .p2p import ChunkServer, PeerPool
+from .store import Store, StoreBusy
+from .tracker_link import TrackerLink
+
+log = logging.getLogger(__name__)
+
+
+def run_mount(cfg: MountConfig, mountpoint: Path, ready_fd: int | None = None) -> int:
+    setup_logging(cfg)
+    try:
+        return _run(cfg, mountpoint, ready_fd)
+    except (ConfigError, StoreBusy) as exc:
+        _report(ready_fd, str(exc))
+        log.error("%s", exc)
+        return 1
+
+
+def _report(ready_fd: int | None, message: str) -> None:
+    if ready_fd is None:
+        print(f"syncfs: {message}", file=__import__("sys").stderr)
+        return
+    try:
+        os.write(ready_fd, message.encode() + b"\n")
+        os.close(ready_fd)
+    except OSError:
+        pass
+
+
+def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
+    if cfg.tracker:
+        tracker_host, tracker_port = config.split_host_port(cfg.tracker, config.DEFAULT_TRACKER_PORT)
+        secret = cfg.secret
+        if secret is None:
+            raise ConfigError("--secret is required with --tracker (the tracker prints it on first start)")
+    else:
+        tracker_host, tracker_port, local_secret = ensure_local_tracker()
+        secret = cfg.secret or local_secret
+    listen_host, listen_port = config.split_host_port(cfg.listen or "", 0)
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else config.default_cache_dir(mountpoint)
+
+    store = Store(cache_dir)
+    store.open()
+    try:
+        secret_bytes = secret.encode()
+        pool = PeerPool(secret_bytes, store.peer_id, listen_host or None)
+        engine = Engine(store, pool)
+        ops = Operations(engine)
+        engine.frontend = ops
+        server = ChunkServer(engine.read_local_chunk, secret_bytes, store.peer_id, listen_host, listen_port)
+        options = set(pyfuse3.default_options)
+        options.update({"fsname=syncfs", "subtype=syncfs"})
+        pyfuse3.init(ops, str(mountpoint), options)
+        log.info("mounted %s (peer %s, store %s)", mountpoint, store.peer_id, cache_dir)
+        unmount = True
+        try:
+            trio.run(_serve, engine, ops, server, pool, secret_bytes, (tracker_host, tracker_port), listen_host, ready_fd)
+        except BaseException:
+            unmount = True
+            raise
+        finally:
+            pyfuse3.close(unmount=unmount)
+    finally:
+        store.close()
+    log.info("unmounted %s", mountpoint)
+    return 0
+
+
+async def _serve(engine: Engine, ops: Operations, server: ChunkServer, pool: PeerPool, secret: bytes,
+                 tracker: tuple[str, int], listen_host: str, ready_fd: int | None) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ops.run_invalidator)
+        await nursery.start(pool.run)
+        port = await nursery.start(server.run)
+        await nursery.start(engine.run)
+        advertise = ("" if listen_host in ("", "0.0.0.0", "::") else listen_host, port)
+        link = TrackerLink(engine, secret, tracker[0], tracker[1], listen_host or None, advertise)
+        await nursery.start(link.run)
+        nursery.start_soon(_stop_on_signal)
+        if ready_fd is not None:
+            os.write(ready_fd, READY)
+            os.close(ready_fd)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("got signal %d: unmounting", signum)
+            pyfuse3.terminate()
+            return

@@ -1,0 +1,411 @@
+"""The local store of one mount: metadata in SQLite, file contents in sparse data files.
+
+Layout under the store directory: ``state.db`` (WAL) and ``data/<data_id>``, one file per
+content version of a file. A remote version is written into a fresh data file and made
+current in one transaction, so a crash leaves every file at its old or its new version.
+"""
+
+import dataclasses
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+
+import msgpack
+
+from .protocol.entries import Chunk, Entry, Kind
+from .protocol.paths import join
+
+log = logging.getLogger(__name__)
+
+ROOT_INO = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS nodes (
+    ino INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    version BLOB NOT NULL,
+    chunks BLOB NOT NULL,
+    data_id INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS nodes_by_parent ON nodes (parent, name);
+CREATE TABLE IF NOT EXISTS tombstones (path TEXT PRIMARY KEY, version BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS chunk_index (
+    digest BLOB NOT NULL, data_id INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunk_by_digest ON chunk_index (digest);
+CREATE INDEX IF NOT EXISTS chunk_by_data ON chunk_index (data_id);
+CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, entry BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_by_path ON outbox (path);
+CREATE TABLE IF NOT EXISTS downloads (path TEXT PRIMARY KEY, row BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS data_ids (data_id INTEGER PRIMARY KEY AUTOINCREMENT, dummy INTEGER);
+"""
+
+
+class StoreBusy(Exception):
+    """Another process has this store open (a second mount of the same share store)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(str(root))
+        self.root = root
+
+    def __str__(self) -> str:
+        return f"the store {self.root} is in use by another syncfs process"
+
+
+class NotFound(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class Node:
+    ino: int
+    parent: int
+    name: str
+    path: str
+    kind: Kind
+    mode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    target: str
+    version: dict[str, int]
+    chunks: tuple[Chunk, ...]
+    data_id: int | None
+
+    def entry(self, version: dict[str, int] | None = None) -> Entry:
+        return Entry(
+            path=self.path,
+            kind=self.kind,
+            # the size the committed chunks add up to: a pending content commit follows
+            size=sum(c.length for c in self.chunks) if self.kind is Kind.FILE else 0,
+            mode=self.mode,
+            mtime_ns=self.mtime_ns,
+            version=dict(self.version if version is None else version),
+            chunks=self.chunks if self.kind is Kind.FILE else (),
+            target=self.target,
+        )
+
+
+def pack_version(v: dict[str, int]) -> bytes:
+    return msgpack.packb(v)
+
+
+def pack_chunks(chunks: tuple[Chunk, ...] | list[Chunk]) -> bytes:
+    return msgpack.packb([[c.digest, c.length] for c in chunks])
+
+
+def unpack_chunks(raw: bytes) -> tuple[Chunk, ...]:
+    return tuple(Chunk(d, n) for d, n in msgpack.unpackb(raw))
+
+
+_NODE_COLS = "ino, parent, name, path, kind, mode, size, mtime_ns, ctime_ns, target, version, chunks, data_id"
+
+
+def _node(row: tuple) -> Node:
+    ino, parent, name, path, kind, mode, size, mtime, ctime, target, version, chunks, data_id = row
+    return Node(
+        ino, parent, name, path, Kind(kind), mode, size, mtime, ctime, target,
+        msgpack.unpackb(version), unpack_chunks(chunks), data_id,
+    )
+
+
+class Store:
+    """Metadata and data files of one mount. Single-threaded use from the event loop,
+    except the data-file helpers, which are plain file I/O safe to run in a thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self._lock_fd: int | None = None
+        self.db: sqlite3.Connection
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def open(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.mkdir(exist_ok=True, mode=0o700)
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreBusy(self.root) from None
+        self._lock_fd = fd
+        self.db = sqlite3.connect(self.root / "state.db", isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        if self.get_meta("peer_id") is None:
+            self.set_meta("peer_id", secrets.token_hex(8))
+        if self.lookup_path("") is None:
+            now = time.time_ns()
+            self.db.execute(
+                "INSERT INTO nodes (ino, parent, name, path, kind, mode, mtime_ns, ctime_ns, version, chunks)"
+                " VALUES (?, ?, '', '', 'dir', ?, ?, ?, ?, ?)",
+                (ROOT_INO, ROOT_INO, 0o755, now, now, pack_version({}), pack_chunks(())),
+            )
+
+    def close(self) -> None:
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("could not checkpoint the store: %s", exc)
+        self.db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.db)
+
+    # -- meta ----------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: object = None) -> object:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_meta(self, key: str, value: object) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def peer_id(self) -> str:
+        return str(self.get_meta("peer_id"))
+
+    @property
+    def last_seq(self) -> int:
+        return int(self.get_meta("last_seq", 0))  # type: ignore[arg-type]
+
+    # -- nodes ---------------------------------------------------------------------
+
+    def get(self, ino: int) -> Node:
+        row = self.db.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE ino=?", (ino,)).fetchone()
+        if row is None:
+            raise NotFound(ino)
+        return _node(row)
+
+    def find(self, ino: int) -> Node | None:
+        try:
+            return self.get(ino)
+        except NotFound:
+            return None
+
+    def lookup(self, parent: int, name: str) -> Node | None:
+        row = self.db.execute(
+            f"SELECT {_NODE_COLS} FROM nodes WHERE parent=? AND name=? AND ino != ?", (parent, name, ROOT_INO)
+        ).fetchone()
+        return None if row is None else _node(row)
+
+    def lookup_path(self, path: str) -> Node | None:
+        row = self.db.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE path=?", (path,)).fetchone()
+        return None if row is None else _node(row)
+
+    def children(self, ino: int, after_ino: int = 0) -> list[Node]:
+        rows = self.db.execute(
+            f"SELECT {_NODE_COLS} FROM nodes WHERE parent=? AND ino>? AND ino != ? ORDER BY ino",
+            (ino, after_ino, ROOT_INO),
+        )
+        return [_node(r) for r in rows.fetchall()]
+
+    def has_children(self, ino: int) -> bool:
+        return self.db.execute("SELECT 1 FROM nodes WHERE parent=? AND ino != ? LIMIT 1", (ino, ROOT_INO)).fetchone() is not None
+
+    def descendants(self, path: str) -> list[Node]:
+        """Every node strictly below ``path``, parents before children."""
+        if path == "":
+            rows = self.db.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE ino != ? ORDER BY path", (ROOT_INO,))
+        else:
+            # '0' sorts right after '/', so this is the index range of "path/..."
+            rows = self.db.execute(
+                f"SELECT {_NODE_COLS} FROM nodes WHERE path > ? AND path < ? ORDER BY path",
+                (path + "/", path + "0"),
+            )
+        return [_node(r) for r in rows.fetchall()]
+
+    def insert_node(
+        self,
+        parent: Node,
+        name: str,
+        kind: Kind,
+        mode: int,
+        *,
+        mtime_ns: int | None = None,
+        target: str = "",
+        version: dict[str, int] | None = None,
+        data_id: int | None = None,
+        size: int = 0,
+        chunks: tuple[Chunk, ...] = (),
+    ) -> Node:
+        now = time.time_ns()
+        mtime = now if mtime_ns is None else mtime_ns
+        path = join(parent.path, name)
+        cur = self.db.execute(
+            "INSERT INTO nodes (parent, name, path, kind, mode, size, mtime_ns, ctime_ns, target, version, chunks, data_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (parent.ino, name, path, kind.value, mode, size, mtime, now, target,
+             pack_version(version or {}), pack_chunks(chunks), data_id),
+        )
+        return self.get(cur.lastrowid)  # type: ignore[arg-type]
+
+    def update_node(self, ino: int, **fields: object) -> None:
+        if not fields:
+            return
+        enc = dict(fields)
+        if "version" in enc:
+            enc["version"] = pack_version(enc["version"])  # type: ignore[arg-type]
+        if "chunks" in enc:
+            enc["chunks"] = pack_chunks(enc["chunks"])  # type: ignore[arg-type]
+        if "kind" in enc:
+            enc["kind"] = enc["kind"].value  # type: ignore[attr-defined]
+        enc.setdefault("ctime_ns", time.time_ns())
+        cols = ", ".join(f"{k}=?" for k in enc)
+        self.db.execute(f"UPDATE nodes SET {cols} WHERE ino=?", (*enc.values(), ino))
+
+    def delete_node(self, ino: int) -> None:
+        self.db.execute("DELETE FROM nodes WHERE ino=?", (ino,))
+
+    def move_node(self, node: Node, new_parent: Node, new_name: str) -> None:
+        """Rename ``node`` (and the paths of everything below it) to new_parent/new_name."""
+        new_path = join(new_parent.path, new_name)
+        self.db.execute(
+            "UPDATE nodes SET parent=?, name=?, path=?, ctime_ns=? WHERE ino=?",
+            (new_parent.ino, new_name, new_path, time.time_ns(), node.ino),
+        )
+        if node.kind is Kind.DIR:
+            old = node.path
+            self.db.execute(
+                "UPDATE nodes SET path = ? || substr(path, ?) WHERE path > ? AND path < ?",
+                (new_path, len(old) + 1, old + "/", old + "0"),
+            )
+
+    # -- versions of deleted paths --------------------------------------------------
+
+    def tombstone(self, path: str) -> dict[str, int] | None:
+        row = self.db.execute("SELECT version FROM tombstones WHERE path=?", (path,)).fetchone()
+        return None if row is None else msgpack.unpackb(row[0])
+
+    def set_tombstone(self, path: str, version: dict[str, int]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO tombstones (path, version) VALUES (?, ?)", (path, pack_version(version)))
+
+    def clear_tombstone(self, path: str) -> None:
+        self.db.execute("DELETE FROM tombstones WHERE path=?", (path,))
+
+    def known_version(self, path: str) -> dict[str, int]:
+        """The version a local change at ``path`` builds on: the node's, else its tombstone's."""
+        node = self.lookup_path(path)
+        if node is not None:
+            return node.version
+        return self.tombstone(path) or {}
+
+    # -- outbox --------------------------------------------------------------------
+
+    def outbox_add(self, entry: Entry) -> None:
+        self.db.execute("INSERT INTO outbox (path, entry) VALUES (?, ?)", (entry.path, msgpack.packb(entry.to_wire())))
+
+    def outbox_after(self, after_id: int, limit: int) -> list[tuple[int, Entry]]:
+        rows = self.db.execute("SELECT id, entry FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        return [(i, Entry.from_wire(msgpack.unpackb(e))) for i, e in rows]
+
+    def outbox_for(self, path: str) -> list[tuple[int, Entry]]:
+        rows = self.db.execute("SELECT id, entry FROM outbox WHERE path=? ORDER BY id", (path,)).fetchall()
+        return [(i, Entry.from_wire(msgpack.unpackb(e))) for i, e in rows]
+
+    def outbox_remove(self, ids: list[int]) -> None:
+        self.db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+
+    def outbox_len(self) -> int:
+        return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    # -- pending downloads (survive a restart) ----------------------------------------
+
+    def download_put(self, path: str, row: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO downloads (path, row) VALUES (?, ?)", (path, row))
+
+    def download_remove(self, path: str) -> None:
+        self.db.execute("DELETE FROM downloads WHERE path=?", (path,))
+
+    def downloads(self) -> list[tuple[str, bytes]]:
+        return self.db.execute("SELECT path, row FROM downloads").fetchall()
+
+    # -- data files and the chunk index ------------------------------------------------
+
+    def data_path(self, data_id: int) -> Path:
+        return self.data_dir / str(data_id)
+
+    def new_data_file(self, size: int = 0) -> int:
+        data_id = self.db.execute("INSERT INTO data_ids (dummy) VALUES (0)").lastrowid
+        fd = os.open(self.data_path(data_id), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)  # type: ignore[arg-type]
+        try:
+            if size:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        return data_id  # type: ignore[return-value]
+
+    def index_chunks(self, data_id: int, chunks: tuple[Chunk, ...] | list[Chunk]) -> None:
+        rows, pos = [], 0
+        for c in chunks:
+            rows.append((c.digest, data_id, pos, c.length))
+            pos += c.length
+        self.db.executemany("INSERT INTO chunk_index (digest, data_id, offset, length) VALUES (?, ?, ?, ?)", rows)
+
+    def unindex(self, data_id: int) -> None:
+        self.db.execute("DELETE FROM chunk_index WHERE data_id=?", (data_id,))
+
+    def chunk_locations(self, digest: bytes) -> list[tuple[int, int, int]]:
+        return list(self.db.execute(
+            "SELECT data_id, offset, length FROM chunk_index WHERE digest=? LIMIT 8", (digest,)
+        ))
+
+    def remove_data_file(self, data_id: int) -> None:
+        self.unindex(data_id)
+        try:
+            os.unlink(self.data_path(data_id))
+        except FileNotFoundError:
+            pass
+
+    def referenced_data_ids(self) -> set[int]:
+        ids = {r[0] for r in self.db.execute("SELECT data_id FROM nodes WHERE data_id IS NOT NULL")}
+        return ids
+
+    def statvfs(self) -> os.statvfs_result:
+        return os.statvfs(self.root)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+
+
+def read_chunk(path: Path, offset: int, length: int) -> bytes:
+    """Read ``length`` bytes at ``offset`` from a data file (runs in a worker thread)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+    if len(data) != length:
+        raise OSError(errno.EIO, "short read from data file")
+    return data

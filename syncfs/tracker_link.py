@@ -1,0 +1,125 @@
+"""The peer's link to the tracker: connect, hand over the outbox, apply the table, stay alive.
+
+When the tracker is unreachable the mount keeps working; this task retries with backoff and
+catches up by asking for the changes after the last sequence it applied.
+"""
+
+import logging
+
+import trio
+
+from .engine import Engine, first_error
+from .handshake import HandshakeFailed, client_handshake, make_hello
+from .protocol.errors import ProtocolError
+from .protocol.messages import Alive, Peers, Table, Update
+from .wire import FramedStream, LinkClosed
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+BACKOFF_INITIAL = 0.1
+BACKOFF_MAX = 2.0
+UPDATE_BATCH = 500
+
+
+class TrackerLink:
+    def __init__(self, engine: Engine, secret: bytes, host: str, port: int,
+                 local_host: str | None, advertise: tuple[str, int]) -> None:
+        self.engine = engine
+        self.secret = secret
+        self.host = host
+        self.port = port
+        self.local_host = local_host
+        self.advertise = advertise
+        self.connected = False
+        self.last_error = ""
+        self._link: FramedStream | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        backoff = BACKOFF_INITIAL
+        while True:
+            try:
+                await self._session()
+            except (OSError, trio.TooSlowError, LinkClosed, HandshakeFailed, ProtocolError) as exc:
+                reason = str(exc) or type(exc).__name__
+                if reason != self.last_error or self.connected:
+                    log.warning("tracker %s:%d: %s; retrying", self.host, self.port, reason)
+                self.last_error = reason
+                if self.connected:
+                    backoff = BACKOFF_INITIAL
+            except Exception:
+                # a bug in handling one message must not take the mount down
+                log.exception("tracker link failed")
+            finally:
+                self.connected = False
+                self._link = None
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _session(self) -> None:
+        with trio.fail_after(CONNECT_TIMEOUT):
+            stream = await trio.open_tcp_stream(self.host, self.port, local_address=self.local_host)
+        link = FramedStream(stream)
+        try:
+            addr, port = self.advertise
+            hello = make_hello("tracker", self.engine.peer_id, addr=addr, port=port,
+                               last_seq=self.engine.store.last_seq)
+            _, accept = await client_handshake(link, self.secret, hello)
+            link.max_frame = accept.max_frame
+            if accept.chunking is not None:
+                self.engine.params = accept.chunking
+            self.engine.set_peers(accept.peers)
+            self._link = link
+            self.connected = True
+            self.last_error = ""
+            log.info("connected to tracker %s:%d", self.host, self.port)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._send_alive, link, accept.interval)
+                    nursery.start_soon(self._send_outbox, link)
+                    nursery.start_soon(self._send_haves, link)
+                    await self._receive(link, accept.interval)
+                    nursery.cancel_scope.cancel()
+            except ExceptionGroup as group:
+                raise first_error(group) from None
+        finally:
+            await link.aclose()
+
+    async def _receive(self, link: FramedStream, interval: float) -> None:
+        while True:
+            # the tracker speaks only when something changes: silence is normal; a dead
+            # tracker shows as a closed link or a failed ALIVE
+            msg = await link.receive()
+            if isinstance(msg, Table):
+                self.engine.apply_table(msg)
+            elif isinstance(msg, Peers):
+                self.engine.set_peers(msg.peers)
+            else:
+                raise ProtocolError(f"unexpected {msg.TYPE} from the tracker")
+
+    async def _send_alive(self, link: FramedStream, interval: float) -> None:
+        while True:
+            await trio.sleep(interval)
+            await link.send(Alive())
+
+    async def _send_outbox(self, link: FramedStream) -> None:
+        last_id = 0
+        while True:
+            self.engine.outbox_wake = trio.Event()
+            batch = self.engine.store.outbox_after(last_id, UPDATE_BATCH)
+            if batch:
+                await link.send(Update(tuple(e for _, e in batch)))
+                last_id = batch[-1][0]
+                continue
+            await self.engine.outbox_wake.wait()
+
+    async def _send_haves(self, link: FramedStream) -> None:
+        wake = trio.Event()
+        self.engine.on_have = wake.set
+        while True:
+            while self.engine.haves:
+                await link.send(self.engine.haves.pop(0))
+            await wake.wait()
+            wake = trio.Event()
+            self.engine.on_have = wake.set
