@@ -388,9 +388,12 @@ class Engine:
         if node is None or node.kind is not Kind.FILE or node.data_id is None:
             return
         path = self.store.data_path(node.data_id)
-        chunks = await trio.to_thread.run_sync(_chunk_file, path, self.params)
+        try:
+            chunks = await trio.to_thread.run_sync(_chunk_file, path, self.params)
+        except FileNotFoundError:
+            chunks = None  # deleted or replaced while we read it: nothing left to commit
         node = self.store.find(ino)
-        if node is None or node.data_id is None or self.store.data_path(node.data_id) != path:
+        if chunks is None or node is None or node.data_id is None or self.store.data_path(node.data_id) != path:
             return
         size = sum(c.length for c in chunks)
         with self.store.transaction():
@@ -650,23 +653,20 @@ class Engine:
             node, version, pending, busy = self._local_state(e.path)
             if decide(e, version, pending=pending, busy=busy) is not Action.APPLY:
                 return False
-            node = self._replace_for(node, Kind.FILE)
-            if node is None:
-                parent = self._ensure_parents(e.path)
-                node = self.store.insert_node(
-                    parent, e.path.rpartition("/")[2], Kind.FILE, e.mode, mtime_ns=e.mtime_ns,
-                    version=e.version, data_id=data_id, size=e.size, chunks=e.chunks,
-                )
-                self._notify_added(node)
-            else:
-                if node.data_id is not None:
-                    self._trash.append(node.data_id)
-                    self.store.unindex(node.data_id)
-                self.store.update_node(
-                    node.ino, mode=e.mode, mtime_ns=e.mtime_ns, version=e.version,
-                    data_id=data_id, size=e.size, chunks=e.chunks,
-                )
-                self.frontend.invalidate_inode(node.ino)
+            if node is not None:
+                # A new version is a new inode, as after a rename over the file: programs that
+                # hold the old one open keep reading the old bytes, and the kernel's page cache
+                # of the old inode can never mix into the new content.
+                if node.kind is Kind.DIR and self.store.has_children(node.ino):
+                    raise FsError(errno.ENOTEMPTY, f"{node.path} is a non-empty directory here")
+                self._remove(node)
+                self._notify_removed(node)
+            parent = self._ensure_parents(e.path)
+            node = self.store.insert_node(
+                parent, e.path.rpartition("/")[2], Kind.FILE, e.mode, mtime_ns=e.mtime_ns,
+                version=e.version, data_id=data_id, size=e.size, chunks=e.chunks,
+            )
+            self._notify_added(node)
             self.store.index_chunks(data_id, e.chunks)
             self.store.clear_tombstone(e.path)
         self.haves.append(Have(e.path, e.version))
