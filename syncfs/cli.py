@@ -3,7 +3,6 @@
 import argparse
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -95,15 +94,17 @@ def spawn_background(argv: list[str], cfg: MountConfig, mountpoint: Path) -> int
 
 def ensure_local_tracker() -> tuple[str, int, str]:
     """The embedded default: a tracker on this machine, started in the background if none runs."""
-    host, port = config.LOCAL_TRACKER_HOST, config.DEFAULT_TRACKER_PORT
+    host = config.LOCAL_TRACKER_HOST
+    port = int(os.environ.get("SYNCFS_LOCAL_TRACKER_PORT", config.DEFAULT_TRACKER_PORT))
     state = config.local_tracker_dir()
     if not _reachable(host, port):
         state.mkdir(parents=True, exist_ok=True)
         with open(os.devnull, "rb") as devnull, open(state / "tracker.log", "ab") as out:
-            subprocess.Popen(
+            child = subprocess.Popen(
                 [sys.executable, "-m", "tracker", "--host", host, "--port", str(port), "--state-dir", str(state)],
                 stdin=devnull, stdout=out, stderr=out, start_new_session=True,
             )
+        (state / "tracker.pid").write_text(f"{child.pid}\n")
         deadline = time.monotonic() + 15
         while not _reachable(host, port):
             if time.monotonic() > deadline:
@@ -138,4 +139,3 @@ def setup_logging(cfg: MountConfig) -> None:
     root.setLevel(cfg.log_level.upper())
 
 
-__all__ = ["main", "ensure_local_tracker", "setup_logging", "signal"]
