@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--cache-dir", help="where the local store lives (default: under the XDG data directory)")
     m.add_argument("--secret", help="the share secret (default: the local tracker's)")
     m.add_argument("--config", help="a TOML file, or a key=value file such as config.dat")
+    m.add_argument("--on-demand", action="store_true", default=None,
+                   help="keep files online-only until they are read (default: sync everything)")
+    m.add_argument("--fetch-timeout", type=float, help="seconds a read waits for missing chunks before EIO (default 30)")
     m.add_argument("--foreground", action="store_true", help="stay attached instead of running in the background")
     m.add_argument("--log-file")
     m.add_argument("--log-level")
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "directory": args.directory, "tracker": args.tracker, "listen": args.listen,
                 "cache_dir": args.cache_dir, "secret": args.secret, "log_file": args.log_file,
-                "log_level": args.log_level,
+                "log_level": args.log_level, "on_demand": args.on_demand, "fetch_timeout": args.fetch_timeout,
             },
             args.config,
         )

@@ -24,6 +24,8 @@ class MountConfig:
     secret: str | None = None
     log_file: str | None = None
     log_level: str = "INFO"
+    on_demand: bool = False
+    fetch_timeout: float = 30.0
 
 
 # config.dat keys (the seed's form) and TOML keys, mapped to MountConfig fields
@@ -37,6 +39,8 @@ _KEYS = {
     "secret": "secret",
     "log_file": "log_file",
     "log_level": "log_level",
+    "on_demand": "on_demand",
+    "fetch_timeout": "fetch_timeout",
 }
 
 
@@ -72,6 +76,15 @@ def read_config_file(path: Path) -> dict[str, str]:
         field = _KEYS.get(key.lower())
         if field is None:
             raise ConfigError(f"{path}: unknown setting {key!r}")
+        if field == "on_demand":
+            out[field] = str(value).lower() in ("1", "true", "yes", "on")
+            continue
+        if field == "fetch_timeout":
+            try:
+                out[field] = float(value)  # type: ignore[assignment]
+            except ValueError:
+                raise ConfigError(f"{path}: fetch_timeout must be a number of seconds") from None
+            continue
         value = str(value)
         if field in ("directory", "cache_dir", "log_file"):
             value = str((base / Path(value).expanduser()).resolve()) if not Path(value).expanduser().is_absolute() else str(Path(value).expanduser())

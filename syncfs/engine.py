@@ -17,22 +17,21 @@ import msgpack
 import trio
 
 from . import chunking
+from .downloads import Downloader, Partial
 from .errors import FsError
-from .p2p import BadChunk, ChunkUnavailable, PeerPool
+from .p2p import ChunkUnavailable, PeerPool
 from .protocol.entries import Chunk, Entry, Kind
-from .protocol.errors import ProtocolError
 from .protocol.messages import ChunkParams, Have, PeerInfo, Table, TableRow
-from .protocol.paths import BadPath, join, parent_of, validate_path
-from .protocol.versions import Order, bump, compare
+from .protocol.paths import BadPath, join, validate_path
+from .protocol.versions import Order, bump, compare, merge
 from .reconcile import Action, decide
-from .store import ROOT_INO, Node, NotFound, Store, read_chunk
+from .store import ROOT_INO, Node, Store
 
 log = logging.getLogger(__name__)
 
 MAX_DOWNLOADS = 4
-CHUNKS_IN_FLIGHT_PER_FILE = 8
-RETRY_INITIAL = 0.5
 RETRY_MAX = 10.0
+DEFAULT_FETCH_TIMEOUT = 30.0
 
 
 class Frontend(Protocol):
@@ -52,6 +51,7 @@ class _NoFrontend:
 class Handle:
     fh: int
     ino: int
+    data_id: int
     fd: int
     writable: bool
     dirty: bool = False
@@ -66,15 +66,6 @@ class LiveAttrs:
     writers: int = 0
 
 
-@dataclasses.dataclass
-class Download:
-    row: TableRow
-    scope: trio.CancelScope | None = None
-    retry_at: float = 0.0
-    backoff: float = RETRY_INITIAL
-    last_error: str = ""
-
-
 def _name(name: str) -> str:
     validate_path(name)
     if "/" in name:
@@ -83,12 +74,16 @@ def _name(name: str) -> str:
 
 
 class Engine:
-    def __init__(self, store: Store, pool: PeerPool, params: ChunkParams = chunking.DEFAULT_PARAMS) -> None:
+    def __init__(self, store: Store, pool: PeerPool, params: ChunkParams = chunking.DEFAULT_PARAMS, *,
+                 on_demand: bool = False, fetch_timeout: float = DEFAULT_FETCH_TIMEOUT) -> None:
         self.store = store
         self.pool = pool
         self.peer_id = store.peer_id
         self.params = params
+        self.on_demand = on_demand
+        self.fetch_timeout = fetch_timeout
         self.frontend: Frontend = _NoFrontend()
+        self.downloader = Downloader(store, pool, self._on_complete)
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
         self.live: dict[int, LiveAttrs] = {}
@@ -98,29 +93,31 @@ class Engine:
         self._commit_wake = trio.Event()
         self.outbox_wake = trio.Event()
         self.haves: list[Have] = []
-        self.downloads: dict[str, Download] = {}
-        self._fetch_wake = trio.Event()
-        self._trash: list[int] = []
-        self._chunks_limit = trio.CapacityLimiter(16)
         self.on_have: Callable[[], None] = lambda: None
+        self.errors: list[tuple[float, str]] = []
+        self._nursery: trio.Nursery | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         self._clean_data_dir()
-        for path, raw in self.store.downloads():
-            self.downloads[path] = Download(TableRow.from_wire(msgpack.unpackb(raw)))
+        self.downloader.load()
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._commit_worker)
-            nursery.start_soon(self._fetcher, nursery)
+            nursery.start_soon(self._filler, nursery)
             task_status.started()
 
     def _clean_data_dir(self) -> None:
-        """Remove data files no node refers to: leftovers of downloads and deletions cut short."""
+        """Remove data files nothing refers to: leftovers of work a crash cut short."""
         referenced = self.store.referenced_data_ids()
-        for name in os.listdir(self.store.data_dir):
-            if name.isdigit() and int(name) not in referenced:
-                self.store.remove_data_file(int(name))
+        with self.store.transaction():
+            for data_id, _, _ in self.store.partials():
+                if data_id not in referenced:
+                    self.store.partial_remove(data_id)
+            for name in os.listdir(self.store.data_dir):
+                if name.isdigit() and int(name) not in referenced:
+                    self.store.remove_data_file(int(name))
 
     # -- reading the tree --------------------------------------------------------------
 
@@ -200,11 +197,17 @@ class Engine:
         handle.dirty = True
         return handle, self.node(node.ino)
 
-    def open(self, ino: int, flags: int) -> Handle:
+    async def open(self, ino: int, flags: int) -> Handle:
         node = self.node(ino)
         if node.kind is not Kind.FILE:
             raise FsError(errno.EISDIR if node.kind is Kind.DIR else errno.ELOOP)
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if writable:
+            if flags & os.O_TRUNC:
+                self.downloader.drop(node.data_id)  # type: ignore[arg-type]
+            else:
+                await self._complete_for_write(node)
+            node = self.node(ino)
         handle = self._open_handle(node, writable)
         if writable and flags & os.O_TRUNC:
             os.ftruncate(handle.fd, 0)
@@ -215,7 +218,7 @@ class Engine:
     def _open_handle(self, node: Node, writable: bool) -> Handle:
         assert node.data_id is not None
         fd = os.open(self.store.data_path(node.data_id), os.O_RDWR if writable else os.O_RDONLY)
-        handle = Handle(self._next_fh, node.ino, fd, writable)
+        handle = Handle(self._next_fh, node.ino, node.data_id, fd, writable)
         self._next_fh += 1
         self.handles[handle.fh] = handle
         self.open_count[node.ino] = self.open_count.get(node.ino, 0) + 1
@@ -256,22 +259,29 @@ class Engine:
             return
         live = self.live[ino]
         live.writers -= 1
-        if self.store.find(ino) is not None and handle.dirty:
+        node = self.store.find(ino)
+        if node is not None and handle.dirty:
             self.store.update_node(ino, size=live.size, mtime_ns=live.mtime_ns)
             self._commit_queue[ino] = None
             self._commit_wake.set()
         if live.writers == 0:
             del self.live[ino]
-            self._fetch_wake.set()  # a remote version may have waited for the writer
+            if node is not None and ino not in self._commit_queue:
+                self._apply_deferred(node.path)  # a remote version waited for this writer
 
     def fsync(self, fh: int) -> None:
         os.fsync(self.handle(fh).fd)
 
-    def setattr(self, ino: int, *, mode: int | None = None, size: int | None = None,
-                mtime_ns: int | None = None, fh: int | None = None) -> Node:
+    async def setattr(self, ino: int, *, mode: int | None = None, size: int | None = None,
+                      mtime_ns: int | None = None, fh: int | None = None) -> Node:
         node = self.node(ino)
         if self.store.find(ino) is None:
             raise FsError(errno.ENOENT, "file was deleted")
+        if size is not None and node.kind is Kind.FILE:
+            if size == 0:
+                self.downloader.drop(node.data_id)  # type: ignore[arg-type]
+            else:
+                await self._complete_for_write(node)
         fields: dict[str, object] = {}
         if mode is not None:
             fields["mode"] = mode & 0o7777
@@ -329,8 +339,9 @@ class Engine:
             self.orphans[node.ino] = node
         self.store.delete_node(node.ino)
         if node.data_id is not None:
-            self._trash.append(node.data_id)
-            self._fetch_wake.set()
+            self.downloader.drop(node.data_id)
+            self.store.trash_add(node.data_id)
+            self.downloader.wake.set()
 
     def rename(self, old_parent: int, old_name: str, new_parent: int, new_name: str, flags: int = 0) -> None:
         RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
@@ -378,6 +389,9 @@ class Engine:
             del self._commit_queue[ino]
             try:
                 await self._commit_content(ino)
+                node = self.store.find(ino)
+                if node is not None and ino not in self.live:
+                    self._apply_deferred(node.path)
             except OSError as exc:
                 log.error("could not commit inode %d: %s", ino, exc)
             except Exception:
@@ -404,28 +418,11 @@ class Engine:
             self._commit(self.store.get(ino))
         log.debug("committed %s (%d bytes, %d chunks)", node.path, size, len(chunks))
 
-    # -- serving ---------------------------------------------------------------------
-
-    async def read_local_chunk(self, want: bytes, length: int | None = None) -> bytes | None:
-        """The bytes of chunk ``want`` from any local data file, verified; None if absent."""
-        for data_id, offset, n in self.store.chunk_locations(want):
-            if length is not None and n != length:
-                continue
-            try:
-                data = await trio.to_thread.run_sync(_read_verified, self.store.data_path(data_id), offset, n, want)
-            except OSError:
-                continue
-            if data is not None:
-                return data
-        return None
-
     # -- remote changes ------------------------------------------------------------------
 
     def set_peers(self, peers: tuple[PeerInfo, ...]) -> None:
         self.pool.set_peers(peers)
-        for d in self.downloads.values():
-            d.retry_at = 0.0
-        self._fetch_wake.set()
+        self.downloader.retry_all()
 
     def apply_table(self, table: Table) -> None:
         with self.store.transaction():
@@ -435,7 +432,7 @@ class Engine:
                 except FsError as exc:
                     log.warning("cannot apply %s: %s", row.entry.path, exc)
             self.store.set_meta("last_seq", table.seq)
-        self._fetch_wake.set()
+        self.downloader.wake.set()
 
     def _ack_outbox(self, entry: Entry) -> None:
         done = [
@@ -455,67 +452,57 @@ class Engine:
     def _apply_row(self, row: TableRow) -> None:
         e = row.entry
         self._ack_outbox(e)
-        current = self.downloads.get(e.path)
-        if current is not None and current.row.entry.version == e.version:
-            current.row = row  # same version, news about its holders
-            current.retry_at = 0.0
-            self.store.download_put(e.path, msgpack.packb(row.to_wire()))
-            return
         node, version, pending, busy = self._local_state(e.path)
+        if version == e.version:
+            self.downloader.update_holders(row)  # news about who holds what we have
+            return
         action = decide(e, version, pending=pending, busy=busy)
         if action in (Action.IGNORE, Action.WAIT):
             return
-        self._drop_download(e.path)
-        if e.kind is Kind.FILE and not e.deleted:
-            if action is Action.APPLY and node is not None and node.kind is Kind.FILE and node.chunks == e.chunks:
-                self.store.update_node(node.ino, mode=e.mode, mtime_ns=e.mtime_ns, version=e.version)
-                self.frontend.invalidate_inode(node.ino)
-                return
-            self.downloads[e.path] = Download(row)
-            self.store.download_put(e.path, msgpack.packb(row.to_wire()))
-            return
         if action is Action.DEFER:
-            self.downloads[e.path] = Download(row)
-            self.store.download_put(e.path, msgpack.packb(row.to_wire()))
+            self.store.deferred_put(e.path, msgpack.packb(row.to_wire()))
             return
         if e.deleted:
             self._apply_delete(e, node)
         elif e.kind is Kind.DIR:
             self._apply_dir(e, node)
-        else:
+        elif e.kind is Kind.SYMLINK:
             self._apply_symlink(e, node)
+        else:
+            self._apply_file(row, node)
 
-    def _drop_download(self, path: str) -> None:
-        d = self.downloads.pop(path, None)
-        if d is not None:
-            self.store.download_remove(path)
-            if d.scope is not None:
-                d.scope.cancel()
+    def _apply_deferred(self, path: str) -> None:
+        """Apply a remote change that waited for a local writer (whose change is committed)."""
+        with self.store.transaction():
+            raw = self.store.deferred_pop(path)
+            if raw is not None:
+                try:
+                    self._apply_row(TableRow.from_wire(msgpack.unpackb(raw)))
+                except FsError as exc:
+                    log.warning("cannot apply %s: %s", path, exc)
+        self.downloader.wake.set()
 
     def _ensure_parents(self, path: str) -> Node:
         """The parent directory node of ``path``, creating missing directories on the way."""
         parent = self.store.get(ROOT_INO)
-        parts = path.split("/")[:-1]
-        for part in parts:
+        for part in path.split("/")[:-1]:
             child = self.store.lookup(parent.ino, part)
             if child is None:
                 child = self.store.insert_node(parent, part, Kind.DIR, 0o755)
-                self.frontend.invalidate_entry(parent.ino, part)
-                self.frontend.invalidate_inode(parent.ino)
+                self._notify_added(child)
             elif child.kind is not Kind.DIR:
                 raise FsError(errno.ENOTDIR, f"{child.path} is not a directory here")
             parent = child
         return parent
 
-    def _replace_for(self, node: Node | None, kind: Kind) -> Node | None:
-        """Clear a node of another kind out of the way of a remote entry of ``kind``."""
-        if node is None or node.kind is kind:
-            return node
+    def _clear_for(self, node: Node | None) -> None:
+        """Remove ``node`` to make way for a remote entry of another shape at its path."""
+        if node is None:
+            return
         if node.kind is Kind.DIR and self.store.has_children(node.ino):
             raise FsError(errno.ENOTEMPTY, f"{node.path} is a non-empty directory here")
         self._remove(node)
         self._notify_removed(node)
-        return None
 
     def _notify_removed(self, node: Node) -> None:
         self.frontend.invalidate_entry(node.parent, node.name)
@@ -528,151 +515,137 @@ class Engine:
     def _apply_delete(self, e: Entry, node: Node | None) -> None:
         if node is not None:
             if node.kind is Kind.DIR and self.store.has_children(node.ino):
-                # it still holds files this side has and the deleter did not know of: keep it
-                self._commit(node, base={**e.version, **{k: max(v, e.version.get(k, 0)) for k, v in node.version.items()}})
+                # it still holds files the deleter did not know of: keep it, and say so
+                self._commit(node, base=merge(e.version, node.version))
                 return
             self._remove(node)
             self._notify_removed(node)
         self.store.set_tombstone(e.path, e.version)
 
     def _apply_dir(self, e: Entry, node: Node | None) -> None:
-        node = self._replace_for(node, Kind.DIR)
-        if node is None:
-            parent = self._ensure_parents(e.path)
-            node = self.store.insert_node(parent, e.path.rpartition("/")[2], Kind.DIR, e.mode, mtime_ns=e.mtime_ns, version=e.version)
-            self._notify_added(node)
-        else:
+        if node is not None and node.kind is Kind.DIR:
             self.store.update_node(node.ino, mode=e.mode, version=e.version)
             self.frontend.invalidate_inode(node.ino)
+        else:
+            self._clear_for(node)
+            parent = self._ensure_parents(e.path)
+            node = self.store.insert_node(parent, _base(e.path), Kind.DIR, e.mode, mtime_ns=e.mtime_ns, version=e.version)
+            self._notify_added(node)
         self.store.clear_tombstone(e.path)
 
     def _apply_symlink(self, e: Entry, node: Node | None) -> None:
-        if node is not None:
-            if node.kind is Kind.DIR and self.store.has_children(node.ino):
-                raise FsError(errno.ENOTEMPTY, f"{node.path} is a non-empty directory here")
-            self._remove(node)
-            self._notify_removed(node)
+        self._clear_for(node)
         parent = self._ensure_parents(e.path)
         node = self.store.insert_node(
-            parent, e.path.rpartition("/")[2], Kind.SYMLINK, 0o777, mtime_ns=e.mtime_ns, target=e.target, version=e.version
+            parent, _base(e.path), Kind.SYMLINK, 0o777, mtime_ns=e.mtime_ns, target=e.target, version=e.version
         )
         self._notify_added(node)
         self.store.clear_tombstone(e.path)
 
-    # -- downloads -----------------------------------------------------------------------
-
-    async def _fetcher(self, nursery: trio.Nursery) -> None:
-        while True:
-            now = trio.current_time()
-            next_retry = None
-            running = sum(1 for d in self.downloads.values() if d.scope is not None)
-            for path, d in list(self.downloads.items()):
-                if d.scope is not None or running >= MAX_DOWNLOADS:
-                    continue
-                node = self.store.lookup_path(path)
-                if node is not None and node.ino in self.live:
-                    continue  # a local writer has it open; its release wakes us
-                if d.retry_at > now:
-                    next_retry = d.retry_at if next_retry is None else min(next_retry, d.retry_at)
-                    continue
-                d.scope = trio.CancelScope()
-                running += 1
-                nursery.start_soon(self._download, path, d)
-            if not running and self._trash:
-                self._purge_trash()
-            with trio.move_on_at(next_retry if next_retry is not None else float("inf")):
-                await self._fetch_wake.wait()
-            self._fetch_wake = trio.Event()
-
-    def _purge_trash(self) -> None:
-        trash, self._trash = self._trash, []
-        with self.store.transaction():
-            for data_id in trash:
-                self.store.remove_data_file(data_id)
-
-    async def _download(self, path: str, d: Download) -> None:
-        data_id = None
-        assert d.scope is not None
-        try:
-            with d.scope:
-                with self.store.transaction():
-                    data_id = self.store.new_data_file(d.row.entry.size)
-                await self._assemble(data_id, d.row)
-                if self._install(d.row, data_id):
-                    data_id = None
-                    self.downloads.pop(path, None)
-                    self.store.download_remove(path)
-        except (ChunkUnavailable, OSError) as exc:
-            d.last_error = str(exc)
-            d.retry_at = trio.current_time() + d.backoff
-            d.backoff = min(d.backoff * 2, RETRY_MAX)
-            log.info("download of %s waits: %s", path, exc)
-        except Exception:
-            # a bug must not take the mount down with it
-            log.exception("download of %s failed", path)
-            d.retry_at = trio.current_time() + RETRY_MAX
-        finally:
-            d.scope = None
-            if data_id is not None:
-                self._trash.append(data_id)
-            self._fetch_wake.set()
-
-    async def _assemble(self, data_id: int, row: TableRow) -> None:
-        entry = row.entry
-        fd = os.open(self.store.data_path(data_id), os.O_WRONLY)
-        avoid: set[str] = set()
-        try:
-            limit = trio.Semaphore(CHUNKS_IN_FLIGHT_PER_FILE)
-
-            async def one(chunk: Chunk, offset: int) -> None:
-                async with limit, self._chunks_limit:
-                    data = await self.read_local_chunk(chunk.digest, chunk.length)
-                    if data is None:
-                        while True:
-                            try:
-                                data = await self.pool.fetch(chunk.digest, chunk.length, row.holders, avoid)
-                                break
-                            except BadChunk:
-                                continue
-                    await trio.to_thread.run_sync(os.pwrite, fd, data, offset)
-
-            try:
-                async with trio.open_nursery() as nursery:
-                    for chunk, offset in zip(entry.chunks, chunking.offsets(entry.chunks), strict=True):
-                        nursery.start_soon(one, chunk, offset)
-            except ExceptionGroup as group:
-                raise first_error(group) from None
-            await trio.to_thread.run_sync(os.fsync, fd)
-        finally:
-            os.close(fd)
-
-    def _install(self, row: TableRow, data_id: int) -> bool:
-        """Make a downloaded version current, if it still should be; True if it was."""
+    def _apply_file(self, row: TableRow, node: Node | None) -> None:
         e = row.entry
-        with self.store.transaction():
-            node, version, pending, busy = self._local_state(e.path)
-            if decide(e, version, pending=pending, busy=busy) is not Action.APPLY:
-                return False
-            if node is not None:
-                # A new version is a new inode, as after a rename over the file: programs that
-                # hold the old one open keep reading the old bytes, and the kernel's page cache
-                # of the old inode can never mix into the new content.
-                if node.kind is Kind.DIR and self.store.has_children(node.ino):
-                    raise FsError(errno.ENOTEMPTY, f"{node.path} is a non-empty directory here")
-                self._remove(node)
-                self._notify_removed(node)
-            parent = self._ensure_parents(e.path)
-            node = self.store.insert_node(
-                parent, e.path.rpartition("/")[2], Kind.FILE, e.mode, mtime_ns=e.mtime_ns,
-                version=e.version, data_id=data_id, size=e.size, chunks=e.chunks,
-            )
-            self._notify_added(node)
-            self.store.index_chunks(data_id, e.chunks)
+        if node is not None and node.kind is Kind.FILE and node.chunks == e.chunks:
+            # same bytes (chmod, touch, or a merge of versions): attributes only
+            self.store.update_node(node.ino, mode=e.mode, mtime_ns=e.mtime_ns, version=e.version)
+            partial = self.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
+            if partial is not None:
+                partial.row = row
+            self.frontend.invalidate_inode(node.ino)
             self.store.clear_tombstone(e.path)
-        self.haves.append(Have(e.path, e.version))
+            return
+        # A new version is a new inode, as after a rename over the file: programs that hold
+        # the old one open keep reading the old bytes, and the kernel's page cache of the
+        # old inode never mixes into the new content.
+        self._clear_for(node)
+        parent = self._ensure_parents(e.path)
+        data_id = self.store.new_data_file(e.size)
+        node = self.store.insert_node(
+            parent, _base(e.path), Kind.FILE, e.mode, mtime_ns=e.mtime_ns,
+            version=e.version, data_id=data_id, size=e.size, chunks=e.chunks,
+        )
+        self._notify_added(node)
+        self.store.clear_tombstone(e.path)
+        if e.chunks:
+            self.downloader.add(data_id, row)
+        else:
+            self._announce(row)
+
+    def _announce(self, row: TableRow) -> None:
+        self.haves.append(Have(row.entry.path, row.entry.version))
         self.on_have()
-        log.debug("installed %s", e.path)
-        return True
+
+    # -- filling stale files -------------------------------------------------------------
+
+    def is_stale(self, node: Node) -> bool:
+        return node.data_id in self.downloader.partials
+
+    async def read(self, handle: "Handle", offset: int, size: int) -> bytes:
+        partial = self.downloader.partials.get(handle.data_id)
+        if partial is not None:
+            needed = partial.covering(offset, size)
+            try:
+                await self.downloader.ensure(partial, needed, self.fetch_timeout)
+            except ChunkUnavailable as exc:
+                self.note_error(f"read of {partial.path} failed: {exc.why}")
+                raise FsError(errno.EIO, exc.why) from None
+            if needed and self._nursery is not None:
+                self.downloader.read_ahead(self._nursery, partial, needed[-1])
+        return os.pread(handle.fd, size, offset)
+
+    async def _complete_for_write(self, node: Node) -> None:
+        partial = self.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
+        if partial is None:
+            return
+        try:
+            await self.downloader.complete(partial, self.fetch_timeout)
+        except ChunkUnavailable as exc:
+            self.note_error(f"could not complete {partial.path} for writing: {exc.why}")
+            raise FsError(errno.EIO, exc.why) from None
+
+    def note_error(self, message: str) -> None:
+        log.warning("%s", message)
+        self.errors.append((time.time(), message))
+        del self.errors[:-20]
+
+    def _on_complete(self, partial: Partial) -> None:
+        self._announce(partial.row)
+
+    async def _filler(self, nursery: trio.Nursery) -> None:
+        while True:
+            self.downloader.wake = trio.Event()
+            now = trio.current_time()
+            next_retry = float("inf")
+            partials = list(self.downloader.partials.values())
+            running = sum(p.filling for p in partials)
+            for p in partials:
+                if p.filling or running >= MAX_DOWNLOADS or self.on_demand:
+                    continue
+                if p.retry_at > now:
+                    next_retry = min(next_retry, p.retry_at)
+                    continue
+                p.filling = True
+                running += 1
+                nursery.start_soon(self._fill, p)
+            if not running and (self.on_demand or not partials) and self.store.trash_ids():
+                with self.store.transaction():
+                    self.store.trash_purge()
+            with trio.move_on_at(next_retry):
+                await self.downloader.wake.wait()
+
+    async def _fill(self, p: Partial) -> None:
+        try:
+            await self.downloader.fill(p)
+        except ChunkUnavailable as exc:
+            p.last_error = exc.why
+            p.retry_at = trio.current_time() + p.backoff
+            p.backoff = min(p.backoff * 2, RETRY_MAX)
+            log.info("download of %s waits: %s", p.path, exc.why)
+        except OSError as exc:
+            p.retry_at = trio.current_time() + RETRY_MAX
+            self.note_error(f"download of {p.path} failed: {exc}")
+        finally:
+            p.filling = False
+            self.downloader.wake.set()
 
 
 def first_error(group: BaseExceptionGroup) -> BaseException:
@@ -691,9 +664,5 @@ def _chunk_file(path: os.PathLike, params: ChunkParams) -> list[Chunk]:
         os.close(fd)
 
 
-def _read_verified(path: os.PathLike, offset: int, length: int, want: bytes) -> bytes | None:
-    data = read_chunk(path, offset, length)  # type: ignore[arg-type]
-    return data if chunking.digest(data) == want else None
-
-
-__all__ = ["Engine", "Frontend", "Handle", "NotFound", "ProtocolError", "parent_of"]
+def _base(path: str) -> str:
+    return path.rpartition("/")[2]

@@ -131,7 +131,7 @@ class Operations(pyfuse3.Operations):
         mtime = None
         if fields.update_mtime:
             mtime = attr.st_mtime_ns
-        node = self.engine.setattr(
+        node = await self.engine.setattr(
             inode,
             mode=stat.S_IMODE(attr.st_mode) if fields.update_mode else None,
             size=attr.st_size if fields.update_size else None,
@@ -211,12 +211,13 @@ class Operations(pyfuse3.Operations):
 
     @translated
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        handle = self.engine.open(inode, flags)
-        return pyfuse3.FileInfo(fh=handle.fh)
+        handle = await self.engine.open(inode, flags)
+        # every remote version is a new inode, so cached pages of an inode stay true
+        return pyfuse3.FileInfo(fh=handle.fh, keep_cache=True)
 
     @translated
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return os.pread(self.engine.handle(fh).fd, size, off)
+        return await self.engine.read(self.engine.handle(fh), off, size)
 
     @translated
     async def write(self, fh: int, off: int, buf: bytes) -> int:

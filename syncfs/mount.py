@@ -58,10 +58,10 @@ def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
     try:
         secret_bytes = secret.encode()
         pool = PeerPool(secret_bytes, store.peer_id, listen_host or None)
-        engine = Engine(store, pool)
+        engine = Engine(store, pool, on_demand=cfg.on_demand, fetch_timeout=cfg.fetch_timeout)
         ops = Operations(engine)
         engine.frontend = ops
-        server = ChunkServer(engine.read_local_chunk, secret_bytes, store.peer_id, listen_host, listen_port)
+        server = ChunkServer(engine.downloader.read_local_chunk, secret_bytes, store.peer_id, listen_host, listen_port)
         options = set(pyfuse3.default_options)
         options.update({"fsname=syncfs", "subtype=syncfs"})
         pyfuse3.init(ops, str(mountpoint), options)

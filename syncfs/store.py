@@ -50,7 +50,9 @@ CREATE INDEX IF NOT EXISTS chunk_by_digest ON chunk_index (digest);
 CREATE INDEX IF NOT EXISTS chunk_by_data ON chunk_index (data_id);
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, entry BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_by_path ON outbox (path);
-CREATE TABLE IF NOT EXISTS downloads (path TEXT PRIMARY KEY, row BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS partials (data_id INTEGER PRIMARY KEY, row BLOB NOT NULL, present BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS deferred (path TEXT PRIMARY KEY, row BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS trash (data_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS data_ids (data_id INTEGER PRIMARY KEY AUTOINCREMENT, dummy INTEGER);
 """
 
@@ -329,16 +331,38 @@ class Store:
     def outbox_len(self) -> int:
         return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
 
-    # -- pending downloads (survive a restart) ----------------------------------------
+    # -- partial versions and remote changes waiting for a local writer -------------------
 
-    def download_put(self, path: str, row: bytes) -> None:
-        self.db.execute("INSERT OR REPLACE INTO downloads (path, row) VALUES (?, ?)", (path, row))
+    def partial_put(self, data_id: int, row: bytes, present: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO partials (data_id, row, present) VALUES (?, ?, ?)", (data_id, row, present))
 
-    def download_remove(self, path: str) -> None:
-        self.db.execute("DELETE FROM downloads WHERE path=?", (path,))
+    def partial_remove(self, data_id: int) -> None:
+        self.db.execute("DELETE FROM partials WHERE data_id=?", (data_id,))
 
-    def downloads(self) -> list[tuple[str, bytes]]:
-        return self.db.execute("SELECT path, row FROM downloads").fetchall()
+    def partials(self) -> list[tuple[int, bytes, bytes]]:
+        return self.db.execute("SELECT data_id, row, present FROM partials").fetchall()
+
+    def deferred_put(self, path: str, row: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO deferred (path, row) VALUES (?, ?)", (path, row))
+
+    def deferred_pop(self, path: str) -> bytes | None:
+        row = self.db.execute("SELECT row FROM deferred WHERE path=?", (path,)).fetchone()
+        if row is not None:
+            self.db.execute("DELETE FROM deferred WHERE path=?", (path,))
+        return None if row is None else row[0]
+
+    # -- data files no version uses any more (kept while downloads may reuse their chunks) ---
+
+    def trash_add(self, data_id: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO trash (data_id) VALUES (?)", (data_id,))
+
+    def trash_ids(self) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT data_id FROM trash").fetchall()]
+
+    def trash_purge(self) -> None:
+        for data_id in self.trash_ids():
+            self.remove_data_file(data_id)
+        self.db.execute("DELETE FROM trash")
 
     # -- data files and the chunk index ------------------------------------------------
 
@@ -362,6 +386,12 @@ class Store:
             pos += c.length
         self.db.executemany("INSERT INTO chunk_index (digest, data_id, offset, length) VALUES (?, ?, ?, ?)", rows)
 
+    def index_chunks_at(self, data_id: int, placed: list[tuple[Chunk, int]]) -> None:
+        self.db.executemany(
+            "INSERT INTO chunk_index (digest, data_id, offset, length) VALUES (?, ?, ?, ?)",
+            [(c.digest, data_id, offset, c.length) for c, offset in placed],
+        )
+
     def unindex(self, data_id: int) -> None:
         self.db.execute("DELETE FROM chunk_index WHERE data_id=?", (data_id,))
 
@@ -379,7 +409,7 @@ class Store:
 
     def referenced_data_ids(self) -> set[int]:
         ids = {r[0] for r in self.db.execute("SELECT data_id FROM nodes WHERE data_id IS NOT NULL")}
-        return ids
+        return ids | set(self.trash_ids())
 
     def statvfs(self) -> os.statvfs_result:
         return os.statvfs(self.root)

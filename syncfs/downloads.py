@@ -1,0 +1,270 @@
+"""Filling data files of remote versions with verified chunks, from local copies or peers.
+
+A remote file version becomes visible at once (a *stale* file: final size and mtime,
+content not yet local); its data file is sparse and a ``Partial`` records which chunks are
+present and verified. Reads wait for just the chunks they cover; background filling does
+the rest. Presence is recorded only after the bytes are on disk (fdatasync), so a restart
+resumes from every verified chunk and never returns bytes that were not verified.
+"""
+
+import bisect
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Iterable
+
+import msgpack
+import trio
+
+from . import chunking
+from .p2p import BadChunk, ChunkUnavailable, PeerPool
+from .protocol.messages import TableRow
+from .store import Store, read_chunk
+
+log = logging.getLogger(__name__)
+
+SYNC_EVERY = 16  # chunks written between fdatasync + presence records
+CHUNKS_IN_FLIGHT_PER_FILE = 8
+READ_AHEAD = 2
+RETRY_INITIAL = 0.5
+RETRY_MAX = 10.0
+
+
+@dataclasses.dataclass
+class Partial:
+    data_id: int
+    row: TableRow
+    present: set[int]
+    offsets: list[int] = dataclasses.field(default_factory=list)
+    inflight: dict[int, trio.Event] = dataclasses.field(default_factory=dict)
+    unsynced: list[int] = dataclasses.field(default_factory=list)
+    filling: bool = False
+    cancelled: bool = False
+    retry_at: float = 0.0
+    backoff: float = RETRY_INITIAL
+    last_error: str = ""
+
+    def __post_init__(self) -> None:
+        self.offsets = chunking.offsets(self.row.entry.chunks)
+
+    @property
+    def path(self) -> str:
+        return self.row.entry.path
+
+    @property
+    def complete(self) -> bool:
+        return len(self.present) == len(self.row.entry.chunks)
+
+    def missing(self) -> list[int]:
+        return [i for i in range(len(self.row.entry.chunks)) if i not in self.present]
+
+    def covering(self, offset: int, size: int) -> range:
+        """Indices of the chunks that hold bytes [offset, offset+size)."""
+        chunks = self.row.entry.chunks
+        if not chunks or size <= 0 or offset >= self.row.entry.size:
+            return range(0)
+        first = bisect.bisect_right(self.offsets, offset) - 1
+        last = bisect.bisect_right(self.offsets, min(offset + size, self.row.entry.size) - 1) - 1
+        return range(max(first, 0), last + 1)
+
+
+class Downloader:
+    """Owns every Partial of the store; the engine asks it to fill, read or drop them."""
+
+    def __init__(self, store: Store, pool: PeerPool, on_complete: Callable[[Partial], None]) -> None:
+        self.store = store
+        self.pool = pool
+        self.on_complete = on_complete
+        self.partials: dict[int, Partial] = {}
+        self._limit = trio.CapacityLimiter(16)
+        self.bytes_local = 0
+        self.wake = trio.Event()
+
+    def load(self) -> None:
+        for data_id, raw_row, raw_present in self.store.partials():
+            row = TableRow.from_wire(msgpack.unpackb(raw_row))
+            self.partials[data_id] = Partial(data_id, row, set(msgpack.unpackb(raw_present)))
+
+    def add(self, data_id: int, row: TableRow) -> Partial:
+        p = Partial(data_id, row, set())
+        self.partials[data_id] = p
+        self.store.partial_put(data_id, msgpack.packb(row.to_wire()), msgpack.packb([]))
+        self.wake.set()
+        return p
+
+    def drop(self, data_id: int) -> None:
+        p = self.partials.pop(data_id, None)
+        if p is not None:
+            p.cancelled = True
+            self.store.partial_remove(data_id)
+
+    def update_holders(self, row: TableRow) -> None:
+        for p in self.partials.values():
+            if p.path == row.entry.path and p.row.entry.version == row.entry.version:
+                p.row = row
+                p.retry_at = 0.0
+        self.wake.set()
+
+    def retry_all(self) -> None:
+        for p in self.partials.values():
+            p.retry_at = 0.0
+        self.wake.set()
+
+    # -- reading and filling -------------------------------------------------------------
+
+    async def ensure(self, p: Partial, indices: Iterable[int], timeout: float) -> None:
+        """Wait until the chunks ``indices`` of ``p`` are present, fetching them now.
+
+        Raises ChunkUnavailable when they cannot be had within ``timeout`` seconds.
+        """
+        wanted = [i for i in indices if i not in p.present]
+        if not wanted:
+            return
+        with trio.move_on_after(timeout) as scope:
+            async with trio.open_nursery() as nursery:
+                for i in wanted:
+                    nursery.start_soon(self._ensure_patiently, p, i)
+        if scope.cancelled_caught:
+            missing = [i for i in wanted if i not in p.present]
+            raise ChunkUnavailable(p.row.entry.chunks[missing[0]].digest,
+                                   f"{p.path}: not fetched within {timeout:g}s ({p.last_error or 'no holder online'})")
+
+    async def _ensure_patiently(self, p: Partial, i: int) -> None:
+        delay = 0.05
+        while i not in p.present and not p.cancelled:
+            try:
+                await self._ensure_one(p, i)
+            except ChunkUnavailable as exc:
+                p.last_error = exc.why
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def fill(self, p: Partial) -> None:
+        """Fetch every missing chunk of ``p`` (background work; raises ChunkUnavailable)."""
+        missing = p.missing()
+        limit = trio.Semaphore(CHUNKS_IN_FLIGHT_PER_FILE)
+        errors: list[ChunkUnavailable] = []
+
+        async def one(i: int) -> None:
+            async with limit:
+                if p.cancelled:
+                    return
+                try:
+                    await self._ensure_one(p, i)
+                except ChunkUnavailable as exc:
+                    errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for i in missing:
+                nursery.start_soon(one, i)
+        if errors:
+            raise errors[0]
+        await self._settle(p)
+
+    def read_ahead(self, nursery: trio.Nursery, p: Partial, after: int) -> None:
+        for i in range(after + 1, min(after + 1 + READ_AHEAD, len(p.row.entry.chunks))):
+            if i not in p.present and i not in p.inflight:
+                nursery.start_soon(self._ensure_quietly, p, i)
+
+    async def _ensure_quietly(self, p: Partial, i: int) -> None:
+        try:
+            await self._ensure_one(p, i)
+        except ChunkUnavailable:
+            pass
+
+    async def _ensure_one(self, p: Partial, i: int) -> None:
+        while i not in p.present:
+            if p.cancelled:
+                raise ChunkUnavailable(p.row.entry.chunks[i].digest, f"{p.path}: replaced by a newer version")
+            busy = p.inflight.get(i)
+            if busy is not None:
+                await busy.wait()
+                continue
+            done = p.inflight[i] = trio.Event()
+            try:
+                await self._fetch_into(p, i)
+            finally:
+                del p.inflight[i]
+                done.set()
+
+    async def _fetch_into(self, p: Partial, i: int) -> None:
+        chunk = p.row.entry.chunks[i]
+        async with self._limit:
+            data = await self.read_local_chunk(chunk.digest, chunk.length)
+            if data is not None:
+                self.bytes_local += len(data)
+            else:
+                avoid: set[str] = set()
+                while True:
+                    try:
+                        data = await self.pool.fetch(chunk.digest, chunk.length, p.row.holders, avoid)
+                        break
+                    except BadChunk:
+                        continue
+            if p.cancelled:
+                return
+            path = self.store.data_path(p.data_id)
+            await trio.to_thread.run_sync(_write_at, path, data, p.offsets[i])
+        p.present.add(i)
+        p.unsynced.append(i)
+        if len(p.unsynced) >= SYNC_EVERY:
+            await self._record(p)
+
+    async def _record(self, p: Partial) -> None:
+        """Make written chunks durable, then say so: the order that makes resume safe."""
+        batch, p.unsynced = p.unsynced, []
+        if not batch or p.cancelled:
+            return
+        await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))
+        if p.cancelled or p.data_id not in self.partials:
+            return
+        entry = p.row.entry
+        with self.store.transaction():
+            self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(sorted(p.present)))
+            self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
+
+    async def _settle(self, p: Partial) -> None:
+        await self._record(p)
+        if p.complete and not p.cancelled and p.data_id in self.partials:
+            del self.partials[p.data_id]
+            self.store.partial_remove(p.data_id)
+            log.debug("completed %s", p.path)
+            self.on_complete(p)
+
+    async def complete(self, p: Partial, timeout: float) -> None:
+        await self.ensure(p, range(len(p.row.entry.chunks)), timeout)
+        await self._settle(p)
+
+    async def read_local_chunk(self, want: bytes, length: int | None = None) -> bytes | None:
+        """The bytes of chunk ``want`` from any local data file, verified; None if absent."""
+        for data_id, offset, n in self.store.chunk_locations(want):
+            if length is not None and n != length:
+                continue
+            try:
+                data = await trio.to_thread.run_sync(_read_verified, self.store.data_path(data_id), offset, n, want)
+            except OSError:
+                continue
+            if data is not None:
+                return data
+        return None
+
+
+def _write_at(path: os.PathLike, data: bytes, offset: int) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+def _datasync(path: os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_verified(path: os.PathLike, offset: int, length: int, want: bytes) -> bytes | None:
+    data = read_chunk(path, offset, length)  # type: ignore[arg-type]
+    return data if chunking.digest(data) == want else None
