@@ -69,20 +69,41 @@ def test_mount_without_tracker_starts_a_local_one(home, tmp_path):
     second.mkdir()
     state = Path(env["XDG_DATA_HOME"]) / "syncfs" / "tracker"
     try:
-        done = subprocess.run([sys.executable, "-m", "syncfs", "mount", str(first)], env=env,
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            [sys.executable, "-m", "syncfs", "mount", str(first)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert done.returncode == 0, done.stderr
         assert os.path.ismount(first)
         assert (state / "secret").stat().st_mode & 0o777 == 0o600
         (first / "works").write_text("yes")
         # a second peer that names the local tracker and its secret sees the file
         done = subprocess.run(
-            [sys.executable, "-m", "syncfs", "mount", str(second), "--tracker", f"127.0.0.1:{port}",
-             "--secret", (state / "secret").read_text().strip(), "--listen", "127.0.0.21"],
-            env=env, capture_output=True, text=True, timeout=30,
+            [
+                sys.executable,
+                "-m",
+                "syncfs",
+                "mount",
+                str(second),
+                "--tracker",
+                f"127.0.0.1:{port}",
+                "--secret",
+                (state / "secret").read_text().strip(),
+                "--listen",
+                "127.0.0.21",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert done.returncode == 0, done.stderr
-        wait_for(lambda: (second / "works").read_text() == "yes", what="the file on the second mount")
+        wait_for(
+            lambda: (second / "works").read_text() == "yes", what="the file on the second mount"
+        )
     finally:
         for mnt in (first, second):
             subprocess.run(["fusermount3", "-u", str(mnt)], timeout=30, capture_output=True)
