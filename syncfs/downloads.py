@@ -23,7 +23,8 @@ from .store import Store, read_chunk
 
 log = logging.getLogger(__name__)
 
-SYNC_EVERY = 16  # chunks written between fdatasync + presence records
+SYNC_EVERY = 16  # chunks written between fdatasync + presence records …
+SYNC_SECONDS = 0.5  # … or seconds, whichever comes first
 CHUNKS_IN_FLIGHT_PER_FILE = 8
 READ_AHEAD = 2
 RETRY_INITIAL = 0.5
@@ -41,6 +42,7 @@ class Partial:
     filling: bool = False
     cancelled: bool = False
     retry_at: float = 0.0
+    recorded_at: float = 0.0
     backoff: float = RETRY_INITIAL
     last_error: str = ""
 
@@ -207,12 +209,13 @@ class Downloader:
             await trio.to_thread.run_sync(_write_at, path, data, p.offsets[i])
         p.present.add(i)
         p.unsynced.append(i)
-        if len(p.unsynced) >= SYNC_EVERY:
+        if len(p.unsynced) >= SYNC_EVERY or trio.current_time() - p.recorded_at > SYNC_SECONDS:
             await self._record(p)
 
     async def _record(self, p: Partial) -> None:
         """Make written chunks durable, then say so: the order that makes resume safe."""
         batch, p.unsynced = p.unsynced, []
+        p.recorded_at = trio.current_time()
         if not batch or p.cancelled:
             return
         await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))

@@ -14,6 +14,7 @@ from .config import ConfigError, MountConfig
 from .engine import Engine
 from .fs import Operations
 from .p2p import ChunkServer, PeerPool
+from .status import write_status
 from .store import Store, StoreBusy
 from .tracker_link import TrackerLink
 
@@ -90,6 +91,7 @@ async def _serve(engine: Engine, ops: Operations, server: ChunkServer, pool: Pee
         advertise = ("" if listen_host in ("", "0.0.0.0", "::") else listen_host, port)
         link = TrackerLink(engine, secret, tracker[0], tracker[1], listen_host or None, advertise)
         await nursery.start(link.run)
+        nursery.start_soon(write_status, engine.store.root / "status.json", engine, server, link)
         nursery.start_soon(_stop_on_signal)
         if ready_fd is not None:
             os.write(ready_fd, READY)

@@ -1,5 +1,6 @@
 """Mount configuration: flags over --config FILE over the user's config.toml."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -111,7 +112,8 @@ def test_mount_without_tracker_starts_a_local_one(home, tmp_path):
                 subprocess.run(["fusermount3", "-u", "-z", str(mnt)], timeout=30)
         pid_file = state / "tracker.pid"
         if pid_file.exists():
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
 
 
 def _free_port() -> int:

@@ -271,7 +271,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 
 
 def decode_message(payload: dict[str, Any]) -> Message:
-    cls = MESSAGE_TYPES.get(payload.get("t"))  # type: ignore[arg-type]
+    t = payload.get("t")
+    cls = MESSAGE_TYPES.get(t) if isinstance(t, str) else None
     if cls is None:
         raise ProtocolError(f"unknown message type {str(payload.get('t'))[:32]!r}")
     return cls.from_wire(payload)

@@ -1,0 +1,147 @@
+"""Issue 3 end to end: only missing chunks move, from every holder, on demand, resumably."""
+
+import errno
+import json
+import os
+import shutil
+
+import pytest
+from harness import wait_for, wait_same_tree
+
+pytestmark = pytest.mark.timeout(240)
+
+MiB = 1 << 20
+
+
+def stats(peer) -> dict:
+    return json.loads((peer.cache_dir / "status.json").read_text())
+
+
+def fresh_stats(peer) -> dict:
+    """The peer's status as written after this call began."""
+    import time
+
+    now = time.time()
+    return wait_for(lambda: (s := stats(peer))["updated"] > now and s, what=f"fresh status of {peer.name}")
+
+
+def received(peer) -> int:
+    return fresh_stats(peer)["bytes_received"]
+
+
+def settled(peer) -> bool:
+    s = fresh_stats(peer)
+    return not s["stale"] and s["outbox"] == 0
+
+
+def write_random(path, size: int, seed: int) -> bytes:
+    import random
+
+    data = random.Random(seed).randbytes(size)
+    path.write_bytes(data)
+    return data
+
+
+def wait_content(peer, rel: str, data: bytes, timeout: float = 60) -> None:
+    def same() -> bool:
+        p = peer.path(rel)
+        return p.stat().st_size == len(data) and p.read_bytes() == data
+
+    wait_for(same, timeout=timeout, interval=0.1, what=f"{rel} on {peer.name}")
+    wait_for(lambda: settled(peer), timeout=timeout, what=f"{peer.name} to settle")
+
+
+def test_edits_move_only_changed_chunks(cluster):
+    p1, p2, p3 = cluster.start_peers(3)
+    size = 64 * MiB
+    data = write_random(p1.path("big"), size, 1)
+    for p in (p2, p3):
+        wait_content(p, "big", data)
+    before = {p.name: received(p) for p in (p2, p3)}
+
+    # 1 MiB overwritten in the middle
+    with open(p1.path("big"), "r+b") as f:
+        f.seek(size // 2)
+        f.write(os.urandom(MiB))
+    data = p1.path("big").read_bytes()
+    for p in (p2, p3):
+        wait_content(p, "big", data)
+    moved = {p.name: received(p) - before[p.name] for p in (p2, p3)}
+    assert all(m <= size // 10 for m in moved.values()), moved
+
+    # 100 bytes inserted at the start
+    before = {p.name: received(p) for p in (p2, p3)}
+    data = os.urandom(100) + data
+    p1.path("big").write_bytes(data)
+    for p in (p2, p3):
+        wait_content(p, "big", data)
+    moved = {p.name: received(p) - before[p.name] for p in (p2, p3)}
+    assert all(m <= size // 10 for m in moved.values()), moved
+
+
+def test_rename_and_copy_move_no_chunk_data(cluster):
+    p1, p2 = cluster.start_peers(2)
+    data = write_random(p1.path("orig"), 32 * MiB, 2)
+    wait_content(p2, "orig", data)
+    before = received(p2)
+    os.rename(p1.path("orig"), p1.path("renamed"))
+    shutil.copyfile(p1.path("renamed"), p1.path("copy"))
+    wait_content(p2, "renamed", data)
+    wait_content(p2, "copy", data)
+    wait_same_tree([p1, p2])
+    assert received(p2) == before
+
+
+def test_download_survives_a_holder_killed_midway(cluster):
+    p1, p2, p3 = cluster.start_peers(3)
+    cluster.expect_log(r"chunk link|download of")
+    data = write_random(p1.path("f"), 48 * MiB, 3)
+    wait_content(p2, "f", data)  # p1 and p2 hold it now
+    p4 = cluster.add_peer(extra_args=["--on-demand"])
+    with open(p4.path("f"), "rb") as f:
+        assert f.read(4096) == data[:4096]  # p4 has started on it
+        p1.kill()
+        assert f.read() == data[4096:]
+
+
+def test_on_demand_read_moves_only_what_it_covers(cluster):
+    p1 = cluster.add_peer()
+    p2 = cluster.add_peer(extra_args=["--on-demand"])
+    size = 64 * MiB
+    data = write_random(p1.path("remote"), size, 4)
+    wait_for(lambda: p2.path("remote").stat().st_size == size, what="the stale file to be listed")
+    assert received(p2) == 0  # listed with its final size, nothing fetched yet
+    with open(p2.path("remote"), "rb") as f:
+        f.seek(size - 4096)
+        assert f.read(4096) == data[-4096:]
+    tail = received(p2)
+    assert 0 < tail <= 2 * 4 * MiB  # at most two chunks (max chunk size 4 MiB)
+    assert p2.path("remote").read_bytes() == data
+    assert received(p2) - tail <= size  # the rest moved once
+    assert received(p2) <= size + 4 * MiB
+
+
+def test_read_with_no_holder_online_fails_with_eio(cluster):
+    cluster.expect_log(r"read of .* failed|download of")
+    p1 = cluster.add_peer()
+    p2 = cluster.add_peer(extra_args=["--on-demand", "--fetch-timeout", "2"])
+    write_random(p1.path("lonely"), 8 * MiB, 5)
+    wait_for(lambda: p2.path("lonely").stat().st_size == 8 * MiB, what="the stale file")
+    p1.stop()
+    wait_for(lambda: not fresh_stats(p2)["peers_online"], what="p2 to see p1 leave")
+    with pytest.raises(OSError) as info:
+        p2.path("lonely").read_bytes()
+    assert info.value.errno == errno.EIO
+    assert any("lonely" in e["message"] for e in fresh_stats(p2)["errors"])
+
+
+def test_sigkill_of_receiver_resumes_without_refetching(cluster):
+    p1, p2 = cluster.start_peers(2)
+    size = 96 * MiB
+    data = write_random(p1.path("resume"), size, 6)
+    wait_for(lambda: stats(p2)["bytes_received"] >= 40 * MiB, what="p2 to be partway", interval=0.005)
+    p2.kill()
+    p2.start()
+    wait_content(p2, "resume", data, timeout=90)
+    got_after = received(p2)  # counters restart with the process
+    assert got_after < size, f"refetched {got_after} bytes of {size}"
