@@ -1,0 +1,196 @@
+"""The tracker's merge decisions: pure functions from (incoming entry, current row) to writes.
+
+Nothing here touches SQLite or the network. ``decide`` is the whole rule set:
+
+- no current row, or the incoming version dominates it: the incoming entry replaces it;
+- the incoming version is equal or older: nothing happens (a resent outbox is idempotent);
+- concurrent versions (a conflict): both sides survive somewhere. The winner stays at the
+  path with the merged version (which dominates both, so every peer accepts it); a losing
+  file or symlink moves to a ``name.sync-conflict-YYYYMMDD-HHMMSS-<peer>.ext`` path in the
+  same directory. An edit beats a concurrent delete; a dir beats a file.
+
+The winner of a conflict depends only on the two entries and their origins, never on the
+order they arrived in, so every arrival order produces the same table.
+"""
+
+import dataclasses
+import datetime
+from collections.abc import Callable, Mapping
+
+import msgpack
+
+from syncfs.protocol import versions
+from syncfs.protocol.entries import Entry, Kind
+from syncfs.protocol.errors import BadPath
+from syncfs.protocol.paths import MAX_PART_BYTES, MAX_PATH_BYTES, join, parent_of, validate_path
+
+CONFLICT_MARK = ".sync-conflict-"
+# A "suffix" longer than this is part of the name, not an extension worth keeping.
+MAX_EXT_BYTES = 64
+ORIGIN_CHARS = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """What the tracker keeps for one path, apart from its sequence number.
+
+    ``origin`` is the peer that made the entry's last change; ``holders`` the peers that
+    hold this version completely.
+    """
+
+    entry: Entry
+    origin: str
+    holders: tuple[str, ...]
+
+
+Lookup = Callable[[str], Stored | None]
+
+
+def decide(incoming: Entry, peer_id: str, current: Stored | None, lookup: Lookup) -> list[Stored]:
+    """The rows to write for ``incoming`` from ``peer_id``, in the order they get their seqs.
+
+    ``current`` is the row at ``incoming.path`` (None if there is none); ``lookup`` answers
+    for any other path (it is used to place a conflict copy). An empty list means the
+    update is ignored. A conflict copy comes before the winner.
+    """
+    new = Stored(incoming, peer_id, (peer_id,))
+    if current is None:
+        return [new]
+    order = versions.compare(incoming.version, current.entry.version)
+    if order is versions.Order.AFTER:
+        return [new]
+    if order is not versions.Order.CONCURRENT:
+        return []
+    return resolve_conflict(new, current, lookup)
+
+
+def resolve_conflict(a: Stored, b: Stored, lookup: Lookup) -> list[Stored]:
+    """Merge two concurrent rows at the same path; symmetric in ``a`` and ``b``."""
+    merged = versions.merge(a.entry.version, b.entry.version)
+    if a.entry.deleted != b.entry.deleted:
+        live = b if a.entry.deleted else a
+        return [with_version(live, merged)]
+    winner, loser = (a, b) if beats(a, b) else (b, a)
+    out = []
+    if not winner.entry.deleted and loser.entry.kind is not Kind.DIR:
+        out.append(conflict_copy(loser, lookup))
+    out.append(with_version(winner, merged))
+    return out
+
+
+def beats(a: Stored, b: Stored) -> bool:
+    """True if ``a`` wins a conflict against ``b``: a strict total order on rows.
+
+    A dir beats a non-dir; then the newer mtime; then the larger origin; then, so that
+    the order is total even for two entries from one peer, the larger wire encoding.
+    """
+    return rank(a) > rank(b)
+
+
+def rank(s: Stored) -> tuple[bool, int, str, bytes]:
+    e = s.entry
+    return (e.kind is Kind.DIR, e.mtime_ns, s.origin, canonical(e))
+
+
+def canonical(entry: Entry) -> bytes:
+    wire = entry.to_wire()
+    wire["version"] = sorted(wire["version"].items())
+    return msgpack.packb(wire, use_bin_type=True)
+
+
+def with_version(s: Stored, version: Mapping[str, int]) -> Stored:
+    return dataclasses.replace(s, entry=dataclasses.replace(s.entry, version=dict(version)))
+
+
+def conflict_copy(loser: Stored, lookup: Lookup) -> Stored:
+    """The loser of a conflict as a new entry at a free conflict path next to its own.
+
+    A live entry at a candidate path makes it taken; a tombstone there does not, and the
+    copy's version is merged over the tombstone's so that every peer accepts it.
+    """
+    for n in range(1_000_000):
+        path = conflict_path(loser.entry.path, loser.entry.mtime_ns, loser.origin, n)
+        there = lookup(path)
+        if there is None or there.entry.deleted:
+            # {origin: 1} over nothing; over a tombstone, one more than it for the origin,
+            # so the copy strictly dominates it and every peer accepts it
+            version = versions.bump(there.entry.version if there else {}, loser.origin)
+            entry = dataclasses.replace(loser.entry, path=path, version=version)
+            return Stored(entry, loser.origin, loser.holders)
+    raise RuntimeError(f"no free conflict path for {loser.entry.path!r}")
+
+
+def conflict_path(path: str, mtime_ns: int, origin: str, n: int = 0) -> str:
+    """``dir/name.sync-conflict-YYYYMMDD-HHMMSS-<origin[:7]>[-n].ext`` for ``dir/name.ext``.
+
+    The stem is cut (at a character boundary) so that the name stays within 255 bytes
+    and the path within 4096; if even an empty stem does not fit under the parent, the
+    copy goes to the top of the share instead, so that it is never lost.
+    """
+    parent = parent_of(path)
+    name = path.rpartition("/")[2]
+    stem, ext = split_ext(name)
+    mark = f"{CONFLICT_MARK}{conflict_stamp(mtime_ns)}-{origin[:ORIGIN_CHARS]}"
+    if n:
+        mark += f"-{n}"
+    for where in (parent, ""):
+        room = MAX_PART_BYTES
+        if where:
+            room = min(room, MAX_PATH_BYTES - len(where.encode()) - 1)
+        candidate = fit(stem, mark + ext, room)
+        if candidate is not None:
+            try:
+                return validate_path(join(where, candidate))
+            except BadPath:
+                continue
+    raise RuntimeError(f"cannot name a conflict copy of {path!r}")
+
+
+def split_ext(name: str) -> tuple[str, str]:
+    """``('notes', '.txt')`` for 'notes.txt'; no extension for 'Makefile' or '.bashrc'."""
+    dot = name.rfind(".")
+    if dot <= 0 or dot == len(name) - 1 or len(name[dot:].encode()) > MAX_EXT_BYTES:
+        return name, ""
+    return name[:dot], name[dot:]
+
+
+def fit(stem: str, tail: str, room: int) -> str | None:
+    """``stem + tail`` with ``stem`` cut so that the result takes at most ``room`` bytes."""
+    budget = room - len(tail.encode())
+    if budget < 1:
+        return None
+    raw = stem.encode()[:budget]
+    cut = raw.decode("utf-8", "ignore")  # drops a character split by the cut
+    if not cut:
+        return None
+    return cut + tail
+
+
+def conflict_stamp(mtime_ns: int) -> str:
+    """``YYYYMMDD-HHMMSS`` of ``mtime_ns`` in UTC, clamped to years 1..9999."""
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    low = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC)
+    high = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+    seconds = mtime_ns // 1_000_000_000
+    if seconds < (low - epoch).total_seconds():
+        when = low
+    elif seconds > (high - epoch).total_seconds():
+        when = high
+    else:
+        when = epoch + datetime.timedelta(seconds=seconds)
+    # strftime would not zero-pad years before 1000 on every platform
+    return (
+        f"{when.year:04d}{when.month:02d}{when.day:02d}-"
+        f"{when.hour:02d}{when.minute:02d}{when.second:02d}"
+    )
+
+
+def add_holder(current: Stored | None, peer_id: str, version: Mapping[str, int]) -> Stored | None:
+    """The row with ``peer_id`` as a holder if it completed the current version, else None."""
+    if current is None or current.entry.deleted:
+        return None
+    if versions.compare(current.entry.version, version) is not versions.Order.EQUAL:
+        return None
+    if peer_id in current.holders:
+        return None
+    return dataclasses.replace(current, holders=(*current.holders, peer_id))
