@@ -397,18 +397,33 @@ def test_state_survives_a_server_restart(tmp_path):
     serve(tmp_path, second)
 
 
-def test_cli_prints_port_and_exits_cleanly_on_sigterm(tmp_path):
+def start_cli(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """``python -m tracker`` on 127.0.0.1, any free port; returns it once it listens."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tracker", "--host", "127.0.0.1", "--port", "0"]
-        + ["--state-dir", str(tmp_path / "st"), "--log-file", str(tmp_path / "log")],
+        [sys.executable, "-m", "tracker", "--host", "127.0.0.1"]
+        + ["--state-dir", str(tmp_path / "st"), "--log-file", str(tmp_path / "log"), *extra],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).parent.parent,
     )
+    line = proc.stdout.readline()
+    if not line.startswith("syncfs tracker listening on 127.0.0.1:"):
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"unexpected first line {line!r}")
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
+
+
+def test_cli_prints_port_and_exits_cleanly_on_sigterm(tmp_path):
+    proc, port = start_cli(tmp_path, "--port", "0")
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("syncfs tracker listening on 127.0.0.1:")
-        port = int(line.rsplit(":", 1)[1])
         secret = (tmp_path / "st" / "secret").read_bytes().strip()
         assert os.stat(tmp_path / "st" / "secret").st_mode & 0o777 == 0o600
 
@@ -421,7 +436,40 @@ def test_cli_prints_port_and_exits_cleanly_on_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=DEADLINE) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        stop(proc)
+
+
+def test_state_survives_sigkill(tmp_path):
+    secret = "kill-test-secret"
+    proc, port = start_cli(tmp_path, "--port", "0", "--secret", secret)
+    try:
+
+        async def write() -> None:
+            with trio.fail_after(DEADLINE):
+                c = await Client.connect(port, "alice", secret=secret.encode())
+                for i in range(5):
+                    await c.send(Update((entry(f"f{i}", {"alice": 1}),)))
+                    await c.next(Table, lambda m, i=i: m.seq == i + 1)
+                await c.aclose()
+
+        trio.run(write)
+        # every change the tracker broadcast is committed: kill it without warning
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=DEADLINE)
+    finally:
+        stop(proc)
+    proc, port = start_cli(tmp_path, "--port", "0", "--secret", secret)
+    try:
+
+        async def read() -> None:
+            with trio.fail_after(DEADLINE):
+                c = await Client.connect(port, "bob", secret=secret.encode(), last_seq=2)
+                assert c.accept.seq == 5
+                assert [r.entry.path for r in await c.delta()] == ["f2", "f3", "f4"]
+                await c.aclose()
+
+        trio.run(read)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=DEADLINE) == 0
+    finally:
+        stop(proc)
