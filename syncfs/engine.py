@@ -102,6 +102,8 @@ class Engine:
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         self._clean_data_dir()
         self.downloader.load()
+        for ino in self.store.dirty_inos():
+            self._commit_queue[ino] = None  # written before a crash, never committed
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._commit_worker)
@@ -195,6 +197,7 @@ class Engine:
             )
         handle = self._open_handle(node, writable=True)
         handle.dirty = True
+        self.store.mark_dirty(node.ino)
         return handle, self.node(node.ino)
 
     async def open(self, ino: int, flags: int) -> Handle:
@@ -240,8 +243,11 @@ class Engine:
             handle.dirty = True
             node = self.store.find(handle.ino)
             if node is not None and node.data_id is not None:
-                # the old content's chunks are being overwritten: stop offering them
-                self.store.unindex(node.data_id)
+                with self.store.transaction():
+                    # the old content's chunks are being overwritten: stop offering them,
+                    # and remember to commit even if this process dies before release
+                    self.store.unindex(node.data_id)
+                    self.store.mark_dirty(handle.ino)
         live.size = max(live.size, offset + length)
         live.mtime_ns = time.time_ns()
 
@@ -292,6 +298,7 @@ class Engine:
             assert node.data_id is not None
             os.truncate(self.store.data_path(node.data_id), size)
             self.store.unindex(node.data_id)
+            self.store.mark_dirty(ino)
             fields["size"] = size
             if live is not None:
                 live.size = size
@@ -400,6 +407,7 @@ class Engine:
     async def _commit_content(self, ino: int) -> None:
         node = self.store.find(ino)
         if node is None or node.kind is not Kind.FILE or node.data_id is None:
+            self.store.clear_dirty(ino)
             return
         path = self.store.data_path(node.data_id)
         try:
@@ -415,6 +423,7 @@ class Engine:
             if ino not in self.live:
                 self.store.unindex(node.data_id)
                 self.store.index_chunks(node.data_id, chunks)
+                self.store.clear_dirty(ino)
             self._commit(self.store.get(ino))
         log.debug("committed %s (%d bytes, %d chunks)", node.path, size, len(chunks))
 
@@ -632,10 +641,29 @@ class Engine:
             with trio.move_on_at(next_retry):
                 await self.downloader.wake.wait()
 
+    def _drop_lost_version(self, p: Partial) -> None:
+        """Delete a version whose only holder is this peer, which no longer has its bytes.
+
+        That happens when the tracker keeps, at a path or as a conflict copy, a version this
+        peer had already overwritten by a later change of its own: the bytes are gone from
+        every peer, and the later change carries on the same causal line.
+        """
+        with self.store.transaction():
+            node = self.store.lookup_path(p.path)
+            if node is None or node.data_id != p.data_id:
+                return
+            log.warning("%s: its version was superseded here before any peer fetched it; removing it", p.path)
+            self._remove(node)
+            self._notify_removed(node)
+            self._commit_delete(node.path, node.kind, node.version)
+
     async def _fill(self, p: Partial) -> None:
         try:
             await self.downloader.fill(p)
         except ChunkUnavailable as exc:
+            if set(p.row.holders) <= {self.peer_id}:
+                self._drop_lost_version(p)
+                return
             p.last_error = exc.why
             p.retry_at = trio.current_time() + p.backoff
             p.backoff = min(p.backoff * 2, RETRY_MAX)

@@ -53,6 +53,7 @@ CREATE INDEX IF NOT EXISTS outbox_by_path ON outbox (path);
 CREATE TABLE IF NOT EXISTS partials (data_id INTEGER PRIMARY KEY, row BLOB NOT NULL, present BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS deferred (path TEXT PRIMARY KEY, row BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS trash (data_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS dirty (ino INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS data_ids (data_id INTEGER PRIMARY KEY AUTOINCREMENT, dummy INTEGER);
 """
 
@@ -315,6 +316,8 @@ class Store:
     # -- outbox --------------------------------------------------------------------
 
     def outbox_add(self, entry: Entry) -> None:
+        # a newer local change of a path supersedes a queued one on the same causal line
+        self.db.execute("DELETE FROM outbox WHERE path=?", (entry.path,))
         self.db.execute("INSERT INTO outbox (path, entry) VALUES (?, ?)", (entry.path, msgpack.packb(entry.to_wire())))
 
     def outbox_after(self, after_id: int, limit: int) -> list[tuple[int, Entry]]:
@@ -350,6 +353,17 @@ class Store:
         if row is not None:
             self.db.execute("DELETE FROM deferred WHERE path=?", (path,))
         return None if row is None else row[0]
+
+    # -- files written locally and not yet committed (a crash must not forget them) --------
+
+    def mark_dirty(self, ino: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO dirty (ino) VALUES (?)", (ino,))
+
+    def clear_dirty(self, ino: int) -> None:
+        self.db.execute("DELETE FROM dirty WHERE ino=?", (ino,))
+
+    def dirty_inos(self) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT ino FROM dirty").fetchall()]
 
     # -- data files no version uses any more (kept while downloads may reuse their chunks) ---
 
