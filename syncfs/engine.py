@@ -90,6 +90,7 @@ class Engine:
         self.open_count: dict[int, int] = {}
         self.orphans: dict[int, Node] = {}
         self._commit_queue: dict[int, None] = {}
+        self._committing: set[int] = set()
         self._commit_wake = trio.Event()
         self.outbox_wake = trio.Event()
         self.haves: list[Have] = []
@@ -272,7 +273,7 @@ class Engine:
             self._commit_wake.set()
         if live.writers == 0:
             del self.live[ino]
-            if node is not None and ino not in self._commit_queue:
+            if node is not None and not self._busy(ino):
                 self._apply_deferred(node.path)  # a remote version waited for this writer
 
     def fsync(self, fh: int) -> None:
@@ -394,15 +395,18 @@ class Engine:
                 self._commit_wake = trio.Event()
             ino = next(iter(self._commit_queue))
             del self._commit_queue[ino]
+            self._committing.add(ino)
             try:
                 await self._commit_content(ino)
-                node = self.store.find(ino)
-                if node is not None and ino not in self.live:
-                    self._apply_deferred(node.path)
             except OSError as exc:
                 log.error("could not commit inode %d: %s", ino, exc)
             except Exception:
                 log.exception("could not commit inode %d", ino)
+            finally:
+                self._committing.discard(ino)
+            node = self.store.find(ino)
+            if node is not None and not self._busy(ino):
+                self._apply_deferred(node.path)
 
     async def _commit_content(self, ino: int) -> None:
         node = self.store.find(ino)
@@ -420,9 +424,11 @@ class Engine:
         size = sum(c.length for c in chunks)
         with self.store.transaction():
             self.store.update_node(ino, chunks=tuple(chunks), size=size)
+            # offered even while another handle is open: a write through it unindexes
+            # again, and serving verifies every chunk against its digest anyway
+            self.store.unindex(node.data_id)
+            self.store.index_chunks(node.data_id, chunks)
             if ino not in self.live:
-                self.store.unindex(node.data_id)
-                self.store.index_chunks(node.data_id, chunks)
                 self.store.clear_dirty(ino)
             self._commit(self.store.get(ino))
         log.debug("committed %s (%d bytes, %d chunks)", node.path, size, len(chunks))
@@ -455,8 +461,13 @@ class Engine:
         node = self.store.lookup_path(path)
         version = node.version if node is not None else (self.store.tombstone(path) or {})
         pending = bool(self.store.outbox_for(path))
-        busy = node is not None and node.ino in self.live
+        # written here and not yet committed (open, or released and queued): applying a
+        # remote version now would throw those writes away
+        busy = node is not None and self._busy(node.ino)
         return node, version, pending, busy
+
+    def _busy(self, ino: int) -> bool:
+        return ino in self.live or ino in self._commit_queue or ino in self._committing
 
     def _apply_row(self, row: TableRow) -> None:
         e = row.entry
@@ -642,17 +653,18 @@ class Engine:
                 await self.downloader.wake.wait()
 
     def _drop_lost_version(self, p: Partial) -> None:
-        """Delete a version whose only holder is this peer, which no longer has its bytes.
+        """Delete a version none of whose holders has its bytes any more.
 
-        That happens when the tracker keeps, at a path or as a conflict copy, a version this
-        peer had already overwritten by a later change of its own: the bytes are gone from
-        every peer, and the later change carries on the same causal line.
+        That happens when the tracker keeps, at a path or as a conflict copy, a version its
+        holders had already overwritten by later changes of their own (a holder is a peer
+        that once had the version complete): the bytes are gone from every peer, and the
+        later changes carry on the same causal lines.
         """
         with self.store.transaction():
             node = self.store.lookup_path(p.path)
             if node is None or node.data_id != p.data_id:
                 return
-            log.warning("%s: its version was superseded here before any peer fetched it; removing it", p.path)
+            log.warning("%s: every holder has overwritten this version since; removing it", p.path)
             self._remove(node)
             self._notify_removed(node)
             self._commit_delete(node.path, node.kind, node.version)
@@ -661,7 +673,7 @@ class Engine:
         try:
             await self.downloader.fill(p)
         except ChunkUnavailable as exc:
-            if set(p.row.holders) <= {self.peer_id}:
+            if exc.lost:
                 self._drop_lost_version(p)
                 return
             p.last_error = exc.why

@@ -23,12 +23,17 @@ HANDSHAKE_SLACK = 10.0
 
 
 class ChunkUnavailable(Exception):
-    """No online holder could give us the chunk."""
+    """No online holder could give us the chunk.
 
-    def __init__(self, digest_: bytes, why: str) -> None:
+    ``lost`` is True when every holder was asked (or is this peer) and none has it any
+    more: the bytes are gone from the share, and waiting will not bring them back.
+    """
+
+    def __init__(self, digest_: bytes, why: str, lost: bool = False) -> None:
         super().__init__(digest_.hex()[:16], why)
         self.digest = digest_
         self.why = why
+        self.lost = lost
 
     def __str__(self) -> str:
         return f"chunk {self.digest.hex()[:16]} unavailable: {self.why}"
@@ -220,11 +225,13 @@ class PeerPool:
 
     async def fetch(self, want: bytes, length: int, holders: Sequence[str], avoid: set[str] | None = None) -> bytes:
         """Fetch one chunk from one of ``holders`` (online ones, spread round-robin), verified."""
-        candidates = [h for h in self.online(holders) if not avoid or h not in avoid]
+        others = [h for h in holders if h != self.peer_id]
+        candidates = [h for h in self.online(others) if not avoid or h not in avoid]
         if not candidates:
-            raise ChunkUnavailable(want, "no online peer holds it")
+            raise ChunkUnavailable(want, "no online peer holds it", lost=not others)
         start = next(self._rr) % len(candidates)
         errors = []
+        missing = 0
         for pid in candidates[start:] + candidates[:start]:
             try:
                 data = await self._fetch_from(pid, want, length)
@@ -239,6 +246,8 @@ class PeerPool:
                 continue
             if data is not None:
                 return data
+            missing += 1
             errors.append(f"{pid}: missing")
-        raise ChunkUnavailable(want, "; ".join(errors))
+        lost = missing == len(candidates) == len(others)
+        raise ChunkUnavailable(want, "; ".join(errors), lost=lost)
 

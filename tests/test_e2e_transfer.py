@@ -98,6 +98,7 @@ def test_download_survives_a_holder_killed_midway(cluster):
     data = write_random(p1.path("f"), 48 * MiB, 3)
     wait_content(p2, "f", data)  # p1 and p2 hold it now
     p4 = cluster.add_peer(extra_args=["--on-demand"])
+    wait_for(lambda: p4.path("f").stat().st_size == len(data), what="the file listed on p4")
     with open(p4.path("f"), "rb") as f:
         assert f.read(4096) == data[:4096]  # p4 has started on it
         p1.kill()
