@@ -36,17 +36,36 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--on-demand", action="store_true", default=None,
                    help="keep files online-only until they are read (default: sync everything)")
     m.add_argument("--fetch-timeout", type=float, help="seconds a read waits for missing chunks before EIO (default 30)")
+    m.add_argument("--max-rate", help="limit downloads to this many bytes per second (e.g. 500K, 20M)")
     m.add_argument("--foreground", action="store_true", help="stay attached instead of running in the background")
     m.add_argument("--log-file")
     m.add_argument("--log-level")
     m.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    st = sub.add_parser("status", help="what a running mount is doing")
+    st.add_argument("directory", nargs="?", help="the mount point or a directory inside it")
+    st.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    st.add_argument("--once", action="store_true", help="print once, without live progress")
+    pa = sub.add_parser("pause", help="stop background downloads and uploads of file contents")
+    pa.add_argument("directory", nargs="?")
+    pa.add_argument("--hard", action="store_true", help="reads of files not yet local fail too")
+    re_ = sub.add_parser("resume", help="carry on with transfers")
+    re_.add_argument("directory", nargs="?")
     args = parser.parse_args(argv)
+    if args.command in ("status", "pause", "resume"):
+        from . import status_view
+
+        if args.command == "status":
+            return status_view.show_status(args.directory, args.json, args.once)
+        if args.command == "pause":
+            return status_view.pause(args.directory, args.hard)
+        return status_view.resume(args.directory)
     try:
         cfg = config.build(
             {
                 "directory": args.directory, "tracker": args.tracker, "listen": args.listen,
                 "cache_dir": args.cache_dir, "secret": args.secret, "log_file": args.log_file,
                 "log_level": args.log_level, "on_demand": args.on_demand, "fetch_timeout": args.fetch_timeout,
+                "max_rate": config.parse_rate(args.max_rate) if args.max_rate else None,
             },
             args.config,
         )

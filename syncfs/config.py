@@ -26,6 +26,7 @@ class MountConfig:
     log_level: str = "INFO"
     on_demand: bool = False
     fetch_timeout: float = 30.0
+    max_rate: float = 0.0
 
 
 # config.dat keys (the seed's form) and TOML keys, mapped to MountConfig fields
@@ -41,6 +42,7 @@ _KEYS = {
     "log_level": "log_level",
     "on_demand": "on_demand",
     "fetch_timeout": "fetch_timeout",
+    "max_rate": "max_rate",
 }
 
 
@@ -85,6 +87,9 @@ def read_config_file(path: Path) -> dict[str, str]:
             except ValueError:
                 raise ConfigError(f"{path}: fetch_timeout must be a number of seconds") from None
             continue
+        if field == "max_rate":
+            out[field] = parse_rate(str(value))  # type: ignore[assignment]
+            continue
         value = str(value)
         if field in ("directory", "cache_dir", "log_file"):
             value = str((base / Path(value).expanduser()).resolve()) if not Path(value).expanduser().is_absolute() else str(Path(value).expanduser())
@@ -105,6 +110,20 @@ def build(flags: dict[str, object], config_file: str | None) -> MountConfig:
         for key, value in source.items():
             setattr(cfg, key, value)
     return cfg
+
+
+def parse_rate(text: str) -> float:
+    """Bytes per second from '500K', '20M', '1G' or a plain number; 0 means no limit."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("B").removesuffix("/S")
+    unit = t[-1:] if t[-1:] in "KMG" else ""
+    try:
+        value = float(t[: len(t) - len(unit)]) * units[unit]
+    except ValueError:
+        raise ConfigError(f"bad rate {text!r}: use e.g. 500K, 20M or 1G (bytes per second)") from None
+    if value < 0:
+        raise ConfigError(f"bad rate {text!r}: must not be negative")
+    return value
 
 
 def split_host_port(text: str, default_port: int) -> tuple[str, int]:

@@ -81,6 +81,9 @@ class Downloader:
         self._limit = trio.CapacityLimiter(16)
         self.bytes_local = 0
         self.wake = trio.Event()
+        self.paused = False  # background filling stops between chunks
+        self.max_rate = 0.0  # bytes per second from the network; 0: no limit
+        self._rate_free_at = 0.0
 
     def load(self) -> None:
         for data_id, raw_row, raw_present in self.store.partials():
@@ -149,7 +152,7 @@ class Downloader:
 
         async def one(i: int) -> None:
             async with limit:
-                if p.cancelled:
+                if p.cancelled or self.paused:
                     return
                 try:
                     await self._ensure_one(p, i)
@@ -203,6 +206,7 @@ class Downloader:
                         break
                     except BadChunk:
                         continue
+                await self._throttle(len(data))
             if p.cancelled:
                 return
             path = self.store.data_path(p.data_id)
@@ -211,6 +215,14 @@ class Downloader:
         p.unsynced.append(i)
         if len(p.unsynced) >= SYNC_EVERY or trio.current_time() - p.recorded_at > SYNC_SECONDS:
             await self._record(p)
+
+    async def _throttle(self, n: int) -> None:
+        """Hold the caller so that network bytes average at most ``max_rate`` per second."""
+        if self.max_rate <= 0:
+            return
+        now = trio.current_time()
+        self._rate_free_at = max(self._rate_free_at, now) + n / self.max_rate
+        await trio.sleep_until(self._rate_free_at)
 
     async def _record(self, p: Partial) -> None:
         """Make written chunks durable, then say so: the order that makes resume safe."""

@@ -97,12 +97,14 @@ class Engine:
         self.on_have: Callable[[], None] = lambda: None
         self.errors: list[tuple[float, str]] = []
         self._nursery: trio.Nursery | None = None
+        self.mountpoint = ""
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         self._clean_data_dir()
         self.downloader.load()
+        self.downloader.paused = bool(self.paused)
         for ino in self.store.dirty_inos():
             self._commit_queue[ino] = None  # written before a crash, never committed
         async with trio.open_nursery() as nursery:
@@ -599,8 +601,22 @@ class Engine:
     def is_stale(self, node: Node) -> bool:
         return node.data_id in self.downloader.partials
 
+    @property
+    def paused(self) -> str:
+        """'' when running; 'soft' (background transfers stop) or 'hard' (reads too)."""
+        return str(self.store.get_meta("paused", ""))
+
+    def set_paused(self, mode: str) -> None:
+        self.store.set_meta("paused", mode)
+        self.downloader.paused = bool(mode)
+        self.downloader.wake.set()
+
     async def read(self, handle: "Handle", offset: int, size: int) -> bytes:
         partial = self.downloader.partials.get(handle.data_id)
+        if partial is not None and self.paused == "hard" and not all(
+            i in partial.present for i in partial.covering(offset, size)
+        ):
+            raise FsError(errno.EIO, "transfers are paused (--hard); run 'syncfs resume'")
         if partial is not None:
             needed = partial.covering(offset, size)
             try:
@@ -638,7 +654,7 @@ class Engine:
             partials = list(self.downloader.partials.values())
             running = sum(p.filling for p in partials)
             for p in partials:
-                if p.filling or running >= MAX_DOWNLOADS or self.on_demand:
+                if p.filling or running >= MAX_DOWNLOADS or self.on_demand or self.paused:
                     continue
                 if p.retry_at > now:
                     next_retry = min(next_retry, p.retry_at)

@@ -11,10 +11,11 @@ import trio
 from . import config
 from .cli import READY, ensure_local_tracker, setup_logging
 from .config import ConfigError, MountConfig
+from .control import ControlError, ControlServer, check_private_dir, register
 from .engine import Engine
 from .fs import Operations
 from .p2p import ChunkServer, PeerPool
-from .status import write_status
+from .status import ControlHandler, current_log_file, write_status
 from .store import Store, StoreBusy
 from .tracker_link import TrackerLink
 
@@ -25,7 +26,7 @@ def run_mount(cfg: MountConfig, mountpoint: Path, ready_fd: int | None = None) -
     setup_logging(cfg)
     try:
         return _run(cfg, mountpoint, ready_fd)
-    except (ConfigError, StoreBusy) as exc:
+    except (ConfigError, StoreBusy, ControlError) as exc:
         _report(ready_fd, str(exc))
         log.error("%s", exc)
         return 1
@@ -57,9 +58,16 @@ def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
     store = Store(cache_dir)
     store.open()
     try:
+        check_private_dir(store.root)  # the control socket lives there
+    except ControlError:
+        store.close()
+        raise
+    try:
         secret_bytes = secret.encode()
         pool = PeerPool(secret_bytes, store.peer_id, listen_host or None)
         engine = Engine(store, pool, on_demand=cfg.on_demand, fetch_timeout=cfg.fetch_timeout)
+        engine.mountpoint = str(mountpoint)
+        engine.downloader.max_rate = cfg.max_rate
         ops = Operations(engine)
         engine.frontend = ops
         server = ChunkServer(engine.downloader.read_local_chunk, secret_bytes, store.peer_id, listen_host, listen_port)
@@ -92,6 +100,9 @@ async def _serve(engine: Engine, ops: Operations, server: ChunkServer, pool: Pee
         link = TrackerLink(engine, secret, tracker[0], tracker[1], listen_host or None, advertise)
         await nursery.start(link.run)
         nursery.start_soon(write_status, engine.store.root / "status.json", engine, server, link)
+        handler = ControlHandler(engine, server, link, current_log_file())
+        await nursery.start(ControlServer(engine.store.root, handler).run)
+        register(Path(engine.mountpoint), engine.store.root)
         nursery.start_soon(_stop_on_signal)
         if ready_fd is not None:
             os.write(ready_fd, READY)

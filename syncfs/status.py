@@ -2,6 +2,7 @@
 store, for ``syncfs status``-style tooling and for tests that count bytes."""
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import trio
 
+from .control import ControlError
 from .engine import Engine
 from .p2p import ChunkServer
 from .tracker_link import TrackerLink
@@ -17,9 +19,17 @@ INTERVAL = 0.1
 REFRESH = 0.5  # rewritten at least this often, so readers can tell it is current
 
 
-def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink) -> dict[str, Any]:
+def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: str = "") -> dict[str, Any]:
     partials = engine.downloader.partials.values()
+    counts = engine.store.counts()
     return {
+        "mountpoint": engine.mountpoint,
+        "store": str(engine.store.root),
+        "log_file": log_file,
+        "paused": engine.paused,
+        "files": counts["files"],
+        "dirs": counts["dirs"],
+        "conflicts": engine.store.conflict_paths(),
         "peer_id": engine.peer_id,
         "tracker": {"address": f"{link.host}:{link.port}", "connected": link.connected,
                     "last_error": link.last_error, "last_seq": engine.store.last_seq},
@@ -30,12 +40,46 @@ def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink) -> dict[str
         "bytes_reused_locally": engine.downloader.bytes_local,
         "stale": [
             {"path": p.path, "size": p.row.entry.size, "chunks": len(p.row.entry.chunks),
-             "present": len(p.present), "filling": p.filling, "last_error": p.last_error}
+             "present": len(p.present), "bytes_present": sum(p.row.entry.chunks[i].length for i in p.present),
+             "state": "downloading" if p.filling or p.inflight else "stale",
+             "filling": p.filling, "last_error": p.last_error}
             for p in partials
         ],
         "errors": [{"time": t, "message": m} for t, m in engine.errors],
         "updated": time.time(),
     }
+
+
+def current_log_file() -> str:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return ""
+
+
+class ControlHandler:
+    """Answers the command line's requests to a running mount."""
+
+    def __init__(self, engine: Engine, server: ChunkServer, link: TrackerLink, log_file: str) -> None:
+        self.engine = engine
+        self.server = server
+        self.link = link
+        self.log_file = log_file
+
+    async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        t = request.get("t")
+        if t == "status":
+            return {"t": "status", **snapshot(self.engine, self.server, self.link, self.log_file)}
+        if t == "pause":
+            mode = "hard" if request.get("hard") is True else "soft"
+            # Downloads stop; uploads go on, or this peer's own new writes could not reach
+            # anyone while it is paused.
+            self.engine.set_paused(mode)
+            return {"t": "ok", "paused": mode}
+        if t == "resume":
+            self.engine.set_paused("")
+            return {"t": "ok", "paused": ""}
+        raise ControlError(f"unknown control command {str(t)[:40]!r}")
 
 
 async def write_status(path: Path, engine: Engine, server: ChunkServer, link: TrackerLink) -> None:

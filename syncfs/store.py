@@ -425,6 +425,14 @@ class Store:
         ids = {r[0] for r in self.db.execute("SELECT data_id FROM nodes WHERE data_id IS NOT NULL")}
         return ids | set(self.trash_ids())
 
+    def counts(self) -> dict[str, int]:
+        rows = dict(self.db.execute("SELECT kind, count(*) FROM nodes WHERE ino != ? GROUP BY kind", (ROOT_INO,)).fetchall())
+        return {"files": rows.get("file", 0), "dirs": rows.get("dir", 0), "symlinks": rows.get("symlink", 0)}
+
+    def conflict_paths(self, limit: int = 100) -> list[str]:
+        rows = self.db.execute("SELECT path FROM nodes WHERE name LIKE '%.sync-conflict-%' ORDER BY path LIMIT ?", (limit,))
+        return [r[0] for r in rows.fetchall()]
+
     def statvfs(self) -> os.statvfs_result:
         return os.statvfs(self.root)
 

@@ -1,0 +1,203 @@
+"""The control channel from the ``syncfs`` command line to a running mount.
+
+A UNIX socket (mode 0600) in the mount's store, speaking the wire protocol's framing: one
+map with a 't' key per request and per answer. Mounts register themselves in the XDG state
+directory so that a command can find the peer behind a mount point.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import trio
+
+from .protocol.errors import ProtocolError
+from .protocol.framing import HANDSHAKE_MAX_FRAME, FrameDecoder, encode_frame
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "control.sock"
+REQUEST_TIMEOUT = 10.0
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ControlError(Exception):
+    """A control request could not be made or was refused; the message says why."""
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse a directory someone else could reach the socket through."""
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise ControlError(f"{path} is owned by uid {st.st_uid}, not by this user")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ControlError(f"{path} is writable by group or others; refusing to open a control socket there")
+
+
+class _SocketAddress:
+    """A path to bind or connect a UNIX socket to, short enough for sun_path (108 bytes).
+
+    A deep store directory is reached through /proc/self/fd of an open directory, so the
+    socket stays inside the store and keeps the directory's permissions.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> str:
+        if len(os.fsencode(self.path)) < 100:
+            return str(self.path)
+        self._fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        return f"/proc/self/fd/{self._fd}/{self.path.name}"
+
+    def __exit__(self, *_: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+class ControlServer:
+    def __init__(self, store_dir: Path, handler: Handler) -> None:
+        self.path = store_dir / SOCKET_NAME
+        self.handler = handler
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        check_private_dir(self.path.parent)
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            with _SocketAddress(self.path) as address:
+                await sock.bind(address)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        sock.listen(16)
+        listener = trio.SocketListener(sock)
+        task_status.started()
+        try:
+            await trio.serve_listeners(self._serve, [listener])
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        decoder = FrameDecoder(HANDSHAKE_MAX_FRAME)
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT):
+                while True:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    decoder.feed(data)
+                    for request in decoder.frames():
+                        answer = await self._answer(request)
+                        await stream.send_all(encode_frame(answer))
+        except ProtocolError as exc:
+            await _send_quietly(stream, {"t": "error", "error": str(exc)})
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await stream.aclose()
+
+    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.handler(request)
+        except ControlError as exc:
+            return {"t": "error", "error": str(exc)}
+
+
+async def _send_quietly(stream: trio.SocketStream, payload: dict[str, Any]) -> None:
+    try:
+        await stream.send_all(encode_frame(payload))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+def request(store_dir: Path, payload: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
+    """Send one request to the mount whose store is ``store_dir``; blocking, for the CLI."""
+    path = store_dir / SOCKET_NAME
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            with _SocketAddress(path) as address:
+                s.connect(address)
+            s.sendall(encode_frame(payload))
+            decoder = FrameDecoder(16 * 1024 * 1024)
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    raise ControlError("the mount closed the control connection")
+                decoder.feed(data)
+                for answer in decoder.frames():
+                    if answer.get("t") == "error":
+                        raise ControlError(str(answer.get("error")))
+                    return answer
+    except OSError as exc:
+        raise ControlError(f"cannot reach the mount's control socket {path}: {exc.strerror or exc}") from None
+
+
+# -- finding the mount behind a directory -----------------------------------------------------
+
+
+def _registry() -> Path:
+    return Path(platformdirs.user_state_dir("syncfs")) / "mounts"
+
+
+def _key(mountpoint: Path) -> str:
+    return hashlib.sha256(str(mountpoint).encode()).hexdigest()[:16]
+
+
+def register(mountpoint: Path, store_dir: Path) -> Path:
+    reg = _registry()
+    reg.mkdir(parents=True, exist_ok=True, mode=0o700)
+    entry = reg / f"{_key(mountpoint)}.json"
+    entry.write_text(json.dumps({"mountpoint": str(mountpoint), "store": str(store_dir), "pid": os.getpid()}))
+    return entry
+
+
+def registered() -> list[dict[str, Any]]:
+    """Mounts whose process is alive, oldest first."""
+    out = []
+    reg = _registry()
+    if not reg.is_dir():
+        return out
+    for entry in sorted(reg.glob("*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            info = json.loads(entry.read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{info.get('pid')}").exists():
+            out.append(info)
+    return out
+
+
+def find_mount(directory: Path | None) -> dict[str, Any]:
+    """The registered mount that holds ``directory`` (default: the only running one)."""
+    mounts = registered()
+    if directory is None:
+        if len(mounts) == 1:
+            return mounts[0]
+        if not mounts:
+            raise ControlError("no syncfs mount is running")
+        raise ControlError("several mounts are running; name one: " + ", ".join(m["mountpoint"] for m in mounts))
+    target = directory.expanduser().absolute()
+    for m in mounts:
+        mp = Path(m["mountpoint"])
+        if target == mp or mp in target.parents:
+            return m
+    raise ControlError(f"no running syncfs mount holds {target}")

@@ -1,0 +1,116 @@
+"""``syncfs status``, ``pause`` and ``resume``: talk to a running mount and show what it does."""
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.text import Text
+
+from .control import ControlError, find_mount, request
+
+REFRESH = 0.25
+
+
+def _status(directory: str | None) -> tuple[dict[str, Any], Path]:
+    mount = find_mount(Path(directory) if directory else None)
+    store = Path(mount["store"])
+    return request(store, {"t": "status"}), store
+
+
+def summary(s: dict[str, Any]) -> Text:
+    t = s["tracker"]
+    link = "connected" if t["connected"] else f"not connected ({t['last_error'] or 'connecting'})"
+    stale = s["stale"]
+    downloading = sum(1 for f in stale if f["state"] == "downloading")
+    lines = [
+        f"mount      {s['mountpoint']}  (peer {s['peer_id']})",
+        f"tracker    {t['address']}: {link}; last sequence applied {t['last_seq']}",
+        f"peers      {len(s['peers_online'])} online" + (f": {', '.join(s['peers_online'])}" if s["peers_online"] else ""),
+        f"files      {s['files']} ({s['files'] - len(stale)} complete, {len(stale) - downloading} stale, "
+        f"{downloading} downloading); {s['dirs']} directories",
+        f"outbox     {s['outbox']} change(s) waiting for the tracker",
+        f"transfers  {'PAUSED (' + s['paused'] + ')' if s['paused'] else 'running'}; "
+        f"received {s['bytes_received']:,} B, sent {s['bytes_sent']:,} B, reused locally {s['bytes_reused_locally']:,} B",
+    ]
+    if s["conflicts"]:
+        lines.append(f"conflicts  {len(s['conflicts'])}: " + ", ".join(s["conflicts"][:5]))
+    for err in s["errors"][-5:]:
+        lines.append(f"error      {time.strftime('%H:%M:%S', time.localtime(err['time']))} {err['message']}")
+    if s.get("log_file"):
+        lines.append(f"log        {s['log_file']}")
+    return Text("\n".join(lines))
+
+
+def show_status(directory: str | None, as_json: bool, once: bool) -> int:
+    try:
+        s, store = _status(directory)
+    except ControlError as exc:
+        print(f"syncfs: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(s, indent=2))
+        return 0
+    console = Console()
+    active = [f for f in s["stale"] if f["state"] == "downloading"]
+    if once or not active or not console.is_terminal:
+        console.print(summary(s))
+        for f in s["stale"]:
+            console.print(f"  {f['state']:<12} {f['path']}  {f['bytes_present']:,}/{f['size']:,} B"
+                          + (f"  ({f['last_error']})" if f["last_error"] else ""))
+        return 0
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(), console=console,
+    )
+    tasks: dict[str, Any] = {}
+    with Live(Group(summary(s), progress), console=console, refresh_per_second=8) as live:
+        while True:
+            for f in s["stale"]:
+                if f["path"] not in tasks:
+                    tasks[f["path"]] = progress.add_task(f["path"], total=f["size"])
+                progress.update(tasks[f["path"]], completed=f["bytes_present"])
+            current = {f["path"] for f in s["stale"]}
+            for path, task in tasks.items():
+                if path not in current:
+                    progress.update(task, completed=progress.tasks[task].total)
+            live.update(Group(summary(s), progress))
+            if not any(f["state"] == "downloading" for f in s["stale"]):
+                return 0
+            time.sleep(REFRESH)
+            try:
+                s = request(store, {"t": "status"})
+            except ControlError as exc:
+                console.print(f"syncfs: {exc}")
+                return 1
+
+
+def pause(directory: str | None, hard: bool) -> int:
+    return _command(directory, {"t": "pause", "hard": hard})
+
+
+def resume(directory: str | None) -> int:
+    return _command(directory, {"t": "resume"})
+
+
+def _command(directory: str | None, payload: dict[str, Any]) -> int:
+    try:
+        mount = find_mount(Path(directory) if directory else None)
+        answer = request(Path(mount["store"]), payload)
+    except ControlError as exc:
+        print(f"syncfs: {exc}", file=sys.stderr)
+        return 1
+    state = f"paused ({answer['paused']})" if answer["paused"] else "running"
+    print(f"syncfs: {mount['mountpoint']}: transfers {state}")
+    return 0
