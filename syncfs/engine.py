@@ -19,6 +19,7 @@ import trio
 from . import chunking
 from .downloads import Downloader, Partial
 from .errors import FsError
+from .ignore import IGNORE_FILE, IgnoreRules
 from .p2p import ChunkUnavailable, PeerPool
 from .protocol.entries import Chunk, Entry, Kind
 from .protocol.messages import ChunkParams, Have, PeerInfo, Table, TableRow
@@ -98,6 +99,7 @@ class Engine:
         self.errors: list[tuple[float, str]] = []
         self._nursery: trio.Nursery | None = None
         self.mountpoint = ""
+        self.ignore = IgnoreRules.parse(None)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class Engine:
         self._clean_data_dir()
         self.downloader.load()
         self.downloader.paused = bool(self.paused)
+        self._reload_ignore()
         for ino in self.store.dirty_inos():
             self._commit_queue[ino] = None  # written before a crash, never committed
         async with trio.open_nursery() as nursery:
@@ -160,8 +163,25 @@ class Engine:
 
     # -- local changes -------------------------------------------------------------------
 
+    def _ignored(self, path: str, kind: Kind) -> bool:
+        return self.ignore.ignored(path, kind is Kind.DIR)
+
+    def _reload_ignore(self) -> None:
+        node = self.store.lookup_path(IGNORE_FILE)
+        text = None
+        if node is not None and node.kind is Kind.FILE and node.data_id not in self.downloader.partials:
+            try:
+                text = self.store.data_path(node.data_id).read_text("utf-8")  # type: ignore[arg-type]
+            except (OSError, UnicodeDecodeError) as exc:
+                self.note_error(f"cannot read {IGNORE_FILE}: {exc}; only the default rules apply")
+        self.ignore = IgnoreRules.parse(text)
+        for error in self.ignore.errors:
+            self.note_error(error)
+
     def _commit(self, node: Node, base: dict[str, int] | None = None) -> None:
         """Record ``node`` as a new local version and queue it for the tracker."""
+        if self._ignored(node.path, node.kind):
+            return  # stays local to this peer
         version = bump(node.version if base is None else base, self.peer_id)
         self.store.update_node(node.ino, version=version)
         self.store.clear_tombstone(node.path)
@@ -169,6 +189,8 @@ class Engine:
         self.outbox_wake.set()
 
     def _commit_delete(self, path: str, kind: Kind, base: dict[str, int]) -> None:
+        if self._ignored(path, kind):
+            return
         version = bump(base, self.peer_id)
         self.store.set_tombstone(path, version)
         self.store.outbox_add(Entry(path, kind, version=version, deleted=True))
@@ -352,6 +374,8 @@ class Engine:
             self.downloader.drop(node.data_id)
             self.store.trash_add(node.data_id)
             self.downloader.wake.set()
+        if node.path == IGNORE_FILE:
+            self._reload_ignore()
 
     def rename(self, old_parent: int, old_name: str, new_parent: int, new_name: str, flags: int = 0) -> None:
         RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
@@ -434,6 +458,8 @@ class Engine:
                 self.store.clear_dirty(ino)
             self._commit(self.store.get(ino))
         log.debug("committed %s (%d bytes, %d chunks)", node.path, size, len(chunks))
+        if node.path == IGNORE_FILE:
+            self._reload_ignore()
 
     # -- remote changes ------------------------------------------------------------------
 
@@ -474,6 +500,8 @@ class Engine:
     def _apply_row(self, row: TableRow) -> None:
         e = row.entry
         self._ack_outbox(e)
+        if self._ignored(e.path, e.kind):
+            return  # ignored here: the other peers' version stays theirs
         node, version, pending, busy = self._local_state(e.path)
         if version == e.version:
             self.downloader.update_holders(row)  # news about who holds what we have
@@ -591,6 +619,8 @@ class Engine:
             self.downloader.add(data_id, row)
         else:
             self._announce(row)
+            if e.path == IGNORE_FILE:
+                self._reload_ignore()
 
     def _announce(self, row: TableRow) -> None:
         self.haves.append(Have(row.entry.path, row.entry.version))
@@ -645,6 +675,8 @@ class Engine:
 
     def _on_complete(self, partial: Partial) -> None:
         self._announce(partial.row)
+        if partial.path == IGNORE_FILE:
+            self._reload_ignore()
 
     async def _filler(self, nursery: trio.Nursery) -> None:
         while True:

@@ -30,6 +30,7 @@ def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: s
         "files": counts["files"],
         "dirs": counts["dirs"],
         "conflicts": engine.store.conflict_paths(),
+        "ignore_errors": engine.ignore.errors,
         "peer_id": engine.peer_id,
         "tracker": {"address": f"{link.host}:{link.port}", "connected": link.connected,
                     "last_error": link.last_error, "last_seq": engine.store.last_seq},
