@@ -43,6 +43,9 @@ class Partial:
     cancelled: bool = False
     retry_at: float = 0.0
     recorded_at: float = 0.0
+    lost_since: float | None = None
+    attempted: bool = False  # had a first fill (local chunks copied)
+    must_fill: bool = False  # fill even in --on-demand mode (renamed or changed here)
     backoff: float = RETRY_INITIAL
     last_error: str = ""
 
@@ -176,6 +179,8 @@ class Downloader:
             await self._ensure_one(p, i)
         except ChunkUnavailable:
             pass
+        except OSError as exc:  # read-ahead is best effort; the read itself reports errors
+            log.info("read-ahead of %s stopped: %s", p.path, exc)
 
     async def _ensure_one(self, p: Partial, i: int) -> None:
         while i not in p.present:

@@ -31,6 +31,9 @@ from .store import ROOT_INO, Node, Store
 log = logging.getLogger(__name__)
 
 MAX_DOWNLOADS = 4
+COMMIT_RETRY = 1.0
+MAX_ORPHANS = 10_000
+LOST_CONFIRM = 10.0  # seconds a version must stay unfetchable from every holder before it is dropped
 RETRY_MAX = 10.0
 DEFAULT_FETCH_TIMEOUT = 30.0
 
@@ -56,6 +59,7 @@ class Handle:
     fd: int
     writable: bool
     dirty: bool = False
+    partial: Partial | None = None  # the version's fill state, if it was stale at open
 
 
 @dataclasses.dataclass
@@ -108,6 +112,7 @@ class Engine:
         self.downloader.load()
         self.downloader.paused = bool(self.paused)
         self._reload_ignore()
+        self._retry_parked()  # rows that waited when the last run ended
         for ino in self.store.dirty_inos():
             self._commit_queue[ino] = None  # written before a crash, never committed
         async with trio.open_nursery() as nursery:
@@ -135,10 +140,18 @@ class Engine:
             node = self.orphans.get(ino)
             if node is None:
                 raise FsError(errno.ENOENT, f"no inode {ino}")
-        live = self.live.get(ino)
+        return self.with_live(node)
+
+    def with_live(self, node: Node) -> Node:
+        live = self.live.get(node.ino)
         if live is not None:
             node = dataclasses.replace(node, size=live.size, mtime_ns=live.mtime_ns)
         return node
+
+    def forget(self, ino: int) -> None:
+        """The kernel dropped its last reference to ``ino``."""
+        if ino not in self.open_count:
+            self.orphans.pop(ino, None)
 
     def lookup(self, parent: int, name: str) -> Node:
         node = self.store.lookup(parent, name)
@@ -185,7 +198,11 @@ class Engine:
         version = bump(node.version if base is None else base, self.peer_id)
         self.store.update_node(node.ino, version=version)
         self.store.clear_tombstone(node.path)
-        self.store.outbox_add(dataclasses.replace(node, version=version).entry())
+        partial = self.downloader.partials.get(node.data_id) if node.data_id is not None else None
+        if partial is not None:
+            partial.must_fill = True  # others can only get it once we have it
+            self.downloader.wake.set()
+        self.store.outbox_add(dataclasses.replace(node, version=version).entry(held=partial is None))
         self.outbox_wake.set()
 
     def _commit_delete(self, path: str, kind: Kind, base: dict[str, int]) -> None:
@@ -220,9 +237,9 @@ class Engine:
             node = self.store.insert_node(
                 parent, name, Kind.FILE, mode & 0o7777, data_id=data_id, version=self.store.known_version(path)
             )
+            self.store.mark_dirty(node.ino)
         handle = self._open_handle(node, writable=True)
         handle.dirty = True
-        self.store.mark_dirty(node.ino)
         return handle, self.node(node.ino)
 
     async def open(self, ino: int, flags: int) -> Handle:
@@ -246,7 +263,8 @@ class Engine:
     def _open_handle(self, node: Node, writable: bool) -> Handle:
         assert node.data_id is not None
         fd = os.open(self.store.data_path(node.data_id), os.O_RDWR if writable else os.O_RDONLY)
-        handle = Handle(self._next_fh, node.ino, node.data_id, fd, writable)
+        handle = Handle(self._next_fh, node.ino, node.data_id, fd, writable,
+                        partial=self.downloader.partials.get(node.data_id))
         self._next_fh += 1
         self.handles[handle.fh] = handle
         self.open_count[node.ino] = self.open_count.get(node.ino, 0) + 1
@@ -260,6 +278,12 @@ class Engine:
             return self.handles[fh]
         except KeyError:
             raise FsError(errno.EBADF) from None
+
+    def will_write(self, handle: Handle) -> None:
+        """Before the first write through ``handle``: remember the inode must be committed,
+        so that even a crash right after the bytes change cannot forget them."""
+        if not handle.dirty:
+            self.wrote(handle, 0, 0)
 
     def wrote(self, handle: Handle, offset: int, length: int) -> None:
         """Bookkeeping after a program wrote ``length`` bytes at ``offset`` through ``handle``."""
@@ -285,7 +309,6 @@ class Engine:
         self.open_count[ino] -= 1
         if not self.open_count[ino]:
             del self.open_count[ino]
-            self.orphans.pop(ino, None)
         if not handle.writable:
             return
         live = self.live[ino]
@@ -321,9 +344,10 @@ class Engine:
             if node.kind is not Kind.FILE:
                 raise FsError(errno.EISDIR)
             assert node.data_id is not None
+            with self.store.transaction():
+                self.store.unindex(node.data_id)
+                self.store.mark_dirty(ino)
             os.truncate(self.store.data_path(node.data_id), size)
-            self.store.unindex(node.data_id)
-            self.store.mark_dirty(ino)
             fields["size"] = size
             if live is not None:
                 live.size = size
@@ -341,7 +365,8 @@ class Engine:
                     if h.ino == ino and h.writable:
                         h.dirty = True
                         break
-            elif size is not None:
+            elif size is not None or self._busy(ino):
+                # a content commit publishes the attributes with the right bytes
                 self._commit_queue[ino] = None
                 self._commit_wake.set()
             elif fields:
@@ -367,8 +392,13 @@ class Engine:
             self._commit_delete(node.path, node.kind, node.version)
 
     def _remove(self, node: Node) -> None:
-        if node.ino in self.open_count:
-            self.orphans[node.ino] = node
+        # the kernel may still name this inode (cached entries, open files): keep it
+        # answerable until it forgets it (bounded: the kernel never forgets inodes it
+        # never looked up)
+        self.orphans[node.ino] = node
+        if len(self.orphans) > MAX_ORPHANS:
+            for ino in [i for i in self.orphans if i not in self.open_count][: len(self.orphans) - MAX_ORPHANS]:
+                del self.orphans[ino]
         self.store.delete_node(node.ino)
         if node.data_id is not None:
             self.downloader.drop(node.data_id)
@@ -410,6 +440,11 @@ class Engine:
             moved = [self.store.get(n.ino) for n in before]
             for n in moved:
                 base = target.version if (target is not None and n.ino == node.ino) else self.store.tombstone(n.path) or {}
+                if n.kind is Kind.FILE and self._busy(n.ino):
+                    # its pending content commit publishes it, with the right bytes, here
+                    self.store.update_node(n.ino, version=merge(base, n.version))
+                    self.store.clear_tombstone(n.path)
+                    continue
                 self._commit(n, base=base)
             for n in reversed(before):
                 self._commit_delete(n.path, n.kind, n.version)
@@ -424,12 +459,17 @@ class Engine:
             self._committing.add(ino)
             try:
                 await self._commit_content(ino)
-            except OSError as exc:
-                log.error("could not commit inode %d: %s", ino, exc)
-            except Exception:
-                log.exception("could not commit inode %d", ino)
-            finally:
+            except Exception as exc:
+                # keep it queued (and remote versions of it waiting) until a commit succeeds
+                if isinstance(exc, OSError):
+                    self.note_error(f"could not commit inode {ino}: {exc}; retrying")
+                else:
+                    log.exception("could not commit inode %d; retrying", ino)
                 self._committing.discard(ino)
+                self._commit_queue[ino] = None
+                await trio.sleep(COMMIT_RETRY)
+                continue
+            self._committing.discard(ino)
             node = self.store.find(ino)
             if node is not None and not self._busy(ino):
                 self._apply_deferred(node.path)
@@ -470,12 +510,29 @@ class Engine:
     def apply_table(self, table: Table) -> None:
         with self.store.transaction():
             for row in table.rows:
-                try:
-                    self._apply_row(row)
-                except FsError as exc:
-                    log.warning("cannot apply %s: %s", row.entry.path, exc)
+                self._apply_or_park(row)
             self.store.set_meta("last_seq", table.seq)
+        self._retry_parked()
         self.downloader.wake.set()
+
+    def _apply_or_park(self, row: TableRow) -> None:
+        """Apply one row; one that cannot be applied now waits, durably, to be retried."""
+        try:
+            with self.store.savepoint():
+                self._apply_row(row)
+        except (FsError, OSError) as exc:
+            log.warning("cannot apply %s yet: %s", row.entry.path, exc)
+            self.store.deferred_put(row.entry.path, msgpack.packb(row.to_wire()))
+
+    def _retry_parked(self) -> None:
+        """One pass over the rows waiting to be applied (parked, or deferred for a writer)."""
+        for path, raw in self.store.deferred_rows():
+            node = self.store.lookup_path(path)
+            if node is not None and self._busy(node.ino):
+                continue
+            with self.store.transaction():
+                if self.store.deferred_pop(path) is not None:
+                    self._apply_or_park(TableRow.from_wire(msgpack.unpackb(raw)))
 
     def _ack_outbox(self, entry: Entry) -> None:
         done = [
@@ -522,14 +579,13 @@ class Engine:
             self._apply_file(row, node)
 
     def _apply_deferred(self, path: str) -> None:
-        """Apply a remote change that waited for a local writer (whose change is committed)."""
+        """Apply a remote change that waited for a local writer (whose change is committed),
+        then whatever else waits: rows below it may have waited for it."""
         with self.store.transaction():
             raw = self.store.deferred_pop(path)
             if raw is not None:
-                try:
-                    self._apply_row(TableRow.from_wire(msgpack.unpackb(raw)))
-                except FsError as exc:
-                    log.warning("cannot apply %s: %s", path, exc)
+                self._apply_or_park(TableRow.from_wire(msgpack.unpackb(raw)))
+        self._retry_parked()
         self.downloader.wake.set()
 
     def _ensure_parents(self, path: str) -> Node:
@@ -642,7 +698,14 @@ class Engine:
         self.downloader.wake.set()
 
     async def read(self, handle: "Handle", offset: int, size: int) -> bytes:
-        partial = self.downloader.partials.get(handle.data_id)
+        partial = handle.partial
+        if partial is not None and partial.cancelled:
+            if all(i in partial.present for i in partial.covering(offset, size)):
+                return os.pread(handle.fd, size, offset)
+            # replaced or deleted before its bytes arrived: never hand out unverified holes
+            raise FsError(errno.EIO, f"{partial.path} was replaced before it was fetched")
+        if partial is not None and partial.complete:
+            partial = None
         if partial is not None and self.paused == "hard" and not all(
             i in partial.present for i in partial.covering(offset, size)
         ):
@@ -674,8 +737,12 @@ class Engine:
         del self.errors[:-20]
 
     def _on_complete(self, partial: Partial) -> None:
-        self._announce(partial.row)
-        if partial.path == IGNORE_FILE:
+        node = self.store.node_with_data(partial.data_id)
+        if node is not None:
+            # renamed or chmodded here meanwhile: announce what the file is now
+            self.haves.append(Have(node.path, node.version))
+            self.on_have()
+        if node is not None and node.path == IGNORE_FILE:
             self._reload_ignore()
 
     async def _filler(self, nursery: trio.Nursery) -> None:
@@ -686,7 +753,7 @@ class Engine:
             partials = list(self.downloader.partials.values())
             running = sum(p.filling for p in partials)
             for p in partials:
-                if p.filling or running >= MAX_DOWNLOADS or self.on_demand or self.paused:
+                if p.filling or running >= MAX_DOWNLOADS or self.paused or (self.on_demand and not p.must_fill):
                     continue
                 if p.retry_at > now:
                     next_retry = min(next_retry, p.retry_at)
@@ -694,7 +761,10 @@ class Engine:
                 p.filling = True
                 running += 1
                 nursery.start_soon(self._fill, p)
-            if not running and (self.on_demand or not partials) and self.store.trash_ids():
+            # old versions are kept while a download may still copy chunks from them: until
+            # every waiting one has had its first try (which copies all local chunks)
+            if not running and all(p.attempted or (self.on_demand and not p.must_fill) for p in partials) \
+                    and self.store.trash_ids():
                 with self.store.transaction():
                     self.store.trash_purge()
             with trio.move_on_at(next_retry):
@@ -709,10 +779,11 @@ class Engine:
         later changes carry on the same causal lines.
         """
         with self.store.transaction():
-            node = self.store.lookup_path(p.path)
-            if node is None or node.data_id != p.data_id:
+            node = self.store.node_with_data(p.data_id)
+            if node is None:
+                self.downloader.drop(p.data_id)
                 return
-            log.warning("%s: every holder has overwritten this version since; removing it", p.path)
+            log.warning("%s: every holder has overwritten this version since; removing it", node.path)
             self._remove(node)
             self._notify_removed(node)
             self._commit_delete(node.path, node.kind, node.version)
@@ -721,18 +792,30 @@ class Engine:
         try:
             await self.downloader.fill(p)
         except ChunkUnavailable as exc:
-            if exc.lost:
-                self._drop_lost_version(p)
-                return
+            now = trio.current_time()
+            if exc.lost and p.row.holders:
+                # a link that broke mid-answer looks the same once: drop only when it lasts
+                if p.lost_since is None:
+                    p.lost_since = now
+                elif now - p.lost_since >= LOST_CONFIRM:
+                    self._drop_lost_version(p)
+                    return
+            else:
+                p.lost_since = None
             p.last_error = exc.why
             p.retry_at = trio.current_time() + p.backoff
             p.backoff = min(p.backoff * 2, RETRY_MAX)
             log.info("download of %s waits: %s", p.path, exc.why)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - a fill must never take the mount down
+            exc = first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
             p.retry_at = trio.current_time() + RETRY_MAX
-            self.note_error(f"download of {p.path} failed: {exc}")
+            if isinstance(exc, OSError):
+                self.note_error(f"download of {p.path} failed: {exc}; retrying")
+            else:
+                log.error("download of %s failed: %r; retrying", p.path, exc)
         finally:
             p.filling = False
+            p.attempted = True
             self.downloader.wake.set()
 
 

@@ -173,9 +173,12 @@ class Operations(pyfuse3.Operations):
 
     @translated
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        for child in self.engine.store.children(fh, after_ino=start_id):
-            if not pyfuse3.readdir_reply(token, child.name.encode("utf-8"), self._attrs(self.engine.node(child.ino)), child.ino):
-                return
+        after = start_id
+        while batch := self.engine.store.children(fh, after_ino=after):
+            for child in batch:
+                if not pyfuse3.readdir_reply(token, child.name.encode("utf-8"), self._attrs(self.engine.with_live(child)), child.ino):
+                    return
+                after = child.ino
 
     async def releasedir(self, fh: int) -> None:
         return None
@@ -222,6 +225,7 @@ class Operations(pyfuse3.Operations):
     @translated
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self.engine.handle(fh)
+        self.engine.will_write(handle)
         n = os.pwrite(handle.fd, buf, off)
         self.engine.wrote(handle, off, n)
         return n
@@ -238,4 +242,5 @@ class Operations(pyfuse3.Operations):
         self.engine.release(fh)
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
-        return None
+        for ino, _ in inode_list:
+            self.engine.forget(ino)

@@ -89,7 +89,7 @@ class Node:
     chunks: tuple[Chunk, ...]
     data_id: int | None
 
-    def entry(self, version: dict[str, int] | None = None) -> Entry:
+    def entry(self, version: dict[str, int] | None = None, held: bool = True) -> Entry:
         return Entry(
             path=self.path,
             kind=self.kind,
@@ -100,6 +100,7 @@ class Node:
             version=dict(self.version if version is None else version),
             chunks=self.chunks if self.kind is Kind.FILE else (),
             target=self.target,
+            held=held,
         )
 
 
@@ -175,6 +176,10 @@ class Store:
     def transaction(self) -> "_Transaction":
         return _Transaction(self.db)
 
+    def savepoint(self) -> "_Savepoint":
+        """A nested part of the current transaction that can fail alone."""
+        return _Savepoint(self.db)
+
     # -- meta ----------------------------------------------------------------------
 
     def get_meta(self, key: str, default: object = None) -> object:
@@ -212,14 +217,18 @@ class Store:
         ).fetchone()
         return None if row is None else _node(row)
 
+    def node_with_data(self, data_id: int) -> Node | None:
+        row = self.db.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE data_id=?", (data_id,)).fetchone()
+        return None if row is None else _node(row)
+
     def lookup_path(self, path: str) -> Node | None:
         row = self.db.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE path=?", (path,)).fetchone()
         return None if row is None else _node(row)
 
-    def children(self, ino: int, after_ino: int = 0) -> list[Node]:
+    def children(self, ino: int, after_ino: int = 0, limit: int = 256) -> list[Node]:
         rows = self.db.execute(
-            f"SELECT {_NODE_COLS} FROM nodes WHERE parent=? AND ino>? AND ino != ? ORDER BY ino",
-            (ino, after_ino, ROOT_INO),
+            f"SELECT {_NODE_COLS} FROM nodes WHERE parent=? AND ino>? AND ino != ? ORDER BY ino LIMIT ?",
+            (ino, after_ino, ROOT_INO, limit),
         )
         return [_node(r) for r in rows.fetchall()]
 
@@ -348,6 +357,9 @@ class Store:
     def deferred_put(self, path: str, row: bytes) -> None:
         self.db.execute("INSERT OR REPLACE INTO deferred (path, row) VALUES (?, ?)", (path, row))
 
+    def deferred_rows(self) -> list[tuple[str, bytes]]:
+        return self.db.execute("SELECT path, row FROM deferred ORDER BY rowid").fetchall()
+
     def deferred_pop(self, path: str) -> bytes | None:
         row = self.db.execute("SELECT row FROM deferred WHERE path=?", (path,)).fetchone()
         if row is not None:
@@ -446,9 +458,26 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
-            self.db.execute("COMMIT")
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                self.db.execute("ROLLBACK")
+                raise
         else:
             self.db.execute("ROLLBACK")
+
+
+class _Savepoint:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("SAVEPOINT row")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self.db.execute("ROLLBACK TO row")
+        self.db.execute("RELEASE row")
 
 
 def read_chunk(path: Path, offset: int, length: int) -> bytes:

@@ -53,7 +53,7 @@ def decide(incoming: Entry, peer_id: str, current: Stored | None, lookup: Lookup
     for any other path (it is used to place a conflict copy). An empty list means the
     update is ignored. A conflict copy comes before the winner.
     """
-    new = Stored(incoming, peer_id, (peer_id,))
+    new = Stored(incoming, peer_id, holders_for(incoming, peer_id, current))
     if current is None:
         return [new]
     order = versions.compare(incoming.version, current.entry.version)
@@ -62,6 +62,16 @@ def decide(incoming: Entry, peer_id: str, current: Stored | None, lookup: Lookup
     if order is not versions.Order.CONCURRENT:
         return []
     return resolve_conflict(new, current, lookup)
+
+
+def holders_for(incoming: Entry, peer_id: str, current: Stored | None) -> tuple[str, ...]:
+    """Who holds ``incoming``: its sender, unless the sender says it does not (a chmod or
+    rename of a file it has not fetched yet); then whoever held the same bytes here."""
+    if incoming.held:
+        return (peer_id,)
+    if current is not None and not current.entry.deleted and current.entry.chunks == incoming.chunks:
+        return current.holders
+    return ()
 
 
 def resolve_conflict(a: Stored, b: Stored, lookup: Lookup) -> list[Stored]:

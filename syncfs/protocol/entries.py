@@ -43,9 +43,12 @@ class Entry:
     chunks: tuple[Chunk, ...] = ()
     deleted: bool = False
     target: str = ""
+    # False when the sender changed only the name or attributes of a version it does not
+    # hold completely (a stale file): it must not be listed as a holder
+    held: bool = True
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "path": self.path,
             "kind": self.kind.value,
             "size": self.size,
@@ -56,6 +59,9 @@ class Entry:
             "deleted": self.deleted,
             "target": self.target,
         }
+        if not self.held:
+            wire["held"] = False
+        return wire
 
     @classmethod
     def from_wire(cls, raw: object) -> "Entry":
@@ -89,7 +95,8 @@ class Entry:
             raise ProtocolError("bad symlink target")
         if not deleted and kind is Kind.FILE and sum(c.length for c in chunks) != size:
             raise ProtocolError(f"entry {path!r}: chunks do not add up to its size")
-        return cls(path, kind, size, mode, mtime_ns, version, tuple(chunks), deleted, target)
+        held = require(m.get("held", True), bool, "held")
+        return cls(path, kind, size, mode, mtime_ns, version, tuple(chunks), deleted, target, held)
 
 
 def decode_version(raw: object) -> dict[str, int]:
