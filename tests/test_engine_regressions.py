@@ -1,0 +1,183 @@
+"""Engine-level regressions from the review of the peer engine (no mount; Operations called
+directly). Each names the sequence of events that used to lose or corrupt data."""
+
+import errno
+import os
+
+import pyfuse3
+import pytest
+import trio
+
+import syncfs.downloads as downloads
+import syncfs.engine as engine_mod
+from syncfs.chunking import chunk_bytes
+from syncfs.engine import Engine
+from syncfs.fs import Operations
+from syncfs.p2p import PeerPool
+from syncfs.protocol.entries import Entry, Kind
+from syncfs.protocol.messages import Table, TableRow
+from syncfs.store import ROOT_INO, Store
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def run_with_ops(tmp_path, body):
+    store = Store(tmp_path / "store")
+    store.open()
+
+    async def main():
+        engine = Engine(store, PeerPool(b"secret", store.peer_id, None), fetch_timeout=0.5)
+        ops = Operations(engine)
+        engine.frontend = ops
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.pool.run)
+            await nursery.start(engine.run)
+            await body(ops, engine, store)
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        store.close()
+
+
+async def settle(engine):
+    with trio.fail_after(10):
+        while engine._commit_queue or engine._committing:
+            await trio.sleep(0.01)
+
+
+def outbox(store):
+    return {e.path: e for _, e in store.outbox_after(0, 1000)}
+
+
+def frow(path, data, version, seq, holders=("other",), mtime=5):
+    chunks = tuple(chunk_bytes(data))
+    return TableRow(Entry(path, Kind.FILE, size=len(data), mode=0o644, mtime_ns=mtime, version=version,
+                          chunks=chunks), seq, holders)
+
+
+def test_rename_right_after_close_publishes_the_new_bytes_at_the_target(tmp_path):
+    async def body(ops, engine, store):
+        fi, _ = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
+        await ops.write(fi.fh, 0, b"old content")
+        await ops.release(fi.fh)
+        await settle(engine)
+        old = store.lookup_path("f").version
+        fi, _ = await ops.create(ROOT_INO, b"f.tmp", 0o644, os.O_WRONLY, None)
+        await ops.write(fi.fh, 0, b"new content, longer")
+        await ops.release(fi.fh)
+        await ops.rename(ROOT_INO, b"f.tmp", ROOT_INO, b"f", 0, None)  # editor-style save
+        await settle(engine)
+        e = outbox(store)["f"]
+        assert e.size == 19 and e.chunks == tuple(chunk_bytes(b"new content, longer"))
+        assert e.version[engine.peer_id] > old[engine.peer_id]  # dominates what it replaced
+
+    run_with_ops(tmp_path, body)
+
+
+def test_mtime_set_right_after_close_is_published_with_the_new_bytes(tmp_path):
+    async def body(ops, engine, store):
+        fi, a = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
+        await ops.write(fi.fh, 0, b"content")
+        await ops.release(fi.fh)
+        await engine.setattr(a.st_ino, mtime_ns=123)  # cp -p, tar, rsync
+        await settle(engine)
+        e = outbox(store)["f"]
+        assert (e.size, e.mtime_ns) == (7, 123)
+
+    run_with_ops(tmp_path, body)
+
+
+def test_chmod_of_a_stale_file_does_not_claim_its_bytes(tmp_path):
+    async def body(ops, engine, store):
+        engine.apply_table(Table((frow("f", b"A" * 5000, {"other": 1}, 1),), 1))
+        f = await ops.lookup(ROOT_INO, b"f", None)
+        await engine.setattr(f.st_ino, mode=0o600)
+        e = outbox(store)["f"]
+        assert e.mode == 0o600 and not e.held
+
+    run_with_ops(tmp_path, body)
+
+
+def test_read_of_a_stale_file_replaced_meanwhile_is_eio_not_holes(tmp_path):
+    async def body(ops, engine, store):
+        engine.apply_table(Table((frow("f", b"A" * 5000, {"other": 1}, 1),), 1))
+        f = await ops.lookup(ROOT_INO, b"f", None)
+        fi = await ops.open(f.st_ino, os.O_RDONLY, None)
+        engine.apply_table(Table((frow("f", b"B" * 5000, {"other": 2}, 2),), 2))
+        with pytest.raises(pyfuse3.FUSEError) as info:
+            await ops.read(fi.fh, 0, 100)
+        assert info.value.errno == errno.EIO
+        await ops.open(f.st_ino, os.O_RDONLY, None)  # the old inode is still answerable
+
+    run_with_ops(tmp_path, body)
+
+
+def test_a_row_under_a_file_parent_waits_and_applies_later(tmp_path):
+    async def body(ops, engine, store):
+        fi, a = await ops.create(ROOT_INO, b"x", 0o644, os.O_WRONLY, None)
+        await ops.release(fi.fh)
+        await settle(engine)
+        v = store.lookup_path("x").version
+        fi = await ops.open(a.st_ino, os.O_RDWR, None)  # a program holds x open
+        rows = (  # another peer: rm x; mkdir x; echo > x/y
+            TableRow(Entry("x", Kind.FILE, version={**v, "other": 1}, deleted=True), 1, ()),
+            TableRow(Entry("x", Kind.DIR, mode=0o755, version={**v, "other": 2}), 2, ("other",)),
+            frow("x/y", b"", {"other": 1}, 3),
+        )
+        engine.apply_table(Table(rows, 3))
+        await ops.release(fi.fh)
+        assert store.lookup_path("x").kind is Kind.DIR
+        assert store.lookup_path("x/y") is not None
+
+    run_with_ops(tmp_path, body)
+
+
+def test_a_full_disk_during_a_download_does_not_end_the_engine(tmp_path, monkeypatch):
+    def enospc(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(downloads, "_write_at", enospc)
+
+    async def body(ops, engine, store):
+        fi, _ = await ops.create(ROOT_INO, b"local", 0o644, os.O_WRONLY, None)
+        await ops.write(fi.fh, 0, b"Z" * 5000)
+        await ops.release(fi.fh)
+        await settle(engine)
+        engine.apply_table(Table((frow("copy", b"Z" * 5000, {"other": 1}, 1),), 1))
+        with trio.fail_after(5):
+            while not engine.errors:
+                await trio.sleep(0.01)
+        assert "No space left" in engine.errors[-1][1]
+
+    run_with_ops(tmp_path, body)  # returns normally: the engine survived
+
+
+def test_a_failed_commit_keeps_local_writes_over_a_waiting_remote_version(tmp_path, monkeypatch):
+    async def body(ops, engine, store):
+        fi, a = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
+        await ops.write(fi.fh, 0, b"v1")
+        await ops.release(fi.fh)
+        await settle(engine)
+        v = store.lookup_path("f").version
+        fi = await ops.open(a.st_ino, os.O_WRONLY, None)
+        await ops.write(fi.fh, 0, b"precious local edit")
+        engine.apply_table(Table((frow("f", b"theirs", {**v, "other": 1}, 1),), 1))  # waits
+        real = engine_mod._chunk_file
+        failures = []
+
+        def flaky(*args):
+            if not failures:
+                failures.append(1)
+                raise OSError(errno.EIO, "I/O error")
+            return real(*args)
+
+        monkeypatch.setattr(engine_mod, "_chunk_file", flaky)
+        await ops.release(fi.fh)
+        await settle(engine)
+        n = store.lookup_path("f")
+        assert n.size == len(b"precious local edit") and failures
+        assert outbox(store)["f"].size == len(b"precious local edit")
+
+    run_with_ops(tmp_path, body)
