@@ -19,17 +19,21 @@ INTERVAL = 0.1
 REFRESH = 0.5  # rewritten at least this often, so readers can tell it is current
 
 
-def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: str = "") -> dict[str, Any]:
+def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: str = "",
+             full: bool = True) -> dict[str, Any]:
+    """What the peer is doing. ``full`` adds figures that scan the whole tree (file counts,
+    conflict copies): for a person's request, not for the frequent status file."""
     partials = engine.downloader.partials.values()
-    counts = engine.store.counts()
+    extra: dict[str, Any] = {}
+    if full:
+        counts = engine.store.counts()
+        extra = {"files": counts["files"], "dirs": counts["dirs"], "conflicts": engine.store.conflict_paths()}
     return {
+        **extra,
         "mountpoint": engine.mountpoint,
         "store": str(engine.store.root),
         "log_file": log_file,
         "paused": engine.paused,
-        "files": counts["files"],
-        "dirs": counts["dirs"],
-        "conflicts": engine.store.conflict_paths(),
         "ignore_errors": engine.ignore.errors,
         "peer_id": engine.peer_id,
         "tracker": {"address": f"{link.host}:{link.port}", "connected": link.connected,
@@ -87,7 +91,7 @@ async def write_status(path: Path, engine: Engine, server: ChunkServer, link: Tr
     last = None
     written = 0.0
     while True:
-        data = snapshot(engine, server, link)
+        data = snapshot(engine, server, link, full=False)
         data.pop("updated")
         if data != last or time.monotonic() - written > REFRESH:
             last = data
