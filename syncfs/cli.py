@@ -8,9 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import config
 from .config import ConfigError, MountConfig
+
+if TYPE_CHECKING:
+    from .invite import Invite
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("tracker", help="run the tracker (see: syncfs tracker --help)")
     m = sub.add_parser("mount", help="mount a share at DIR")
     m.add_argument("directory", nargs="?", help="mount point (an existing empty directory)")
-    m.add_argument("--tracker", help="tracker HOST[:PORT]; without it a local tracker is started")
+    m.add_argument("--tracker", metavar="TOKEN",
+                   help="the share's join token (syncfs tracker --print-invite); without it a local tracker is started")
+    m.add_argument("--token", help="the join token (same as --tracker TOKEN)")
+    m.add_argument("--allow-other", action="store_true", default=None,
+                   help="let other users enter the mount (needs user_allow_other in /etc/fuse.conf unless root); "
+                   "permissions are checked by the kernel either way")
+    m.add_argument("--advertise", help="ADDR[:PORT] other peers reach this one's chunk server at (default: --listen)")
     m.add_argument("--listen", help="ADDR[:PORT] to serve chunks on and connect from (default: all addresses, a free port)")
     m.add_argument("--cache-dir", help="where the local store lives (default: under the XDG data directory)")
-    m.add_argument("--secret", help="the share secret (default: the local tracker's)")
+    m.add_argument("--secret", help="the share secret (default: the join token's, or the local tracker's)")
     m.add_argument("--config", help="a TOML file, or a key=value file such as config.dat")
     m.add_argument("--on-demand", action="store_true", default=None,
                    help="keep files online-only until they are read (default: sync everything)")
@@ -66,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cache_dir": args.cache_dir, "secret": args.secret, "log_file": args.log_file,
                 "log_level": args.log_level, "on_demand": args.on_demand, "fetch_timeout": args.fetch_timeout,
                 "max_rate": config.parse_rate(args.max_rate) if args.max_rate else None,
+                "token": args.token, "allow_other": args.allow_other, "advertise": args.advertise,
             },
             args.config,
         )
@@ -114,8 +125,11 @@ def spawn_background(argv: list[str], cfg: MountConfig, mountpoint: Path) -> int
     return 1
 
 
-def ensure_local_tracker() -> tuple[str, int, str]:
-    """The embedded default: a tracker on this machine, started in the background if none runs."""
+def ensure_local_tracker() -> "Invite":
+    """The embedded default: a tracker on this machine, started in the background if none
+    runs; returns its join token (from the ``invite`` file it writes on start)."""
+    from .invite import BadToken, parse
+
     host = config.LOCAL_TRACKER_HOST
     port = int(os.environ.get("SYNCFS_LOCAL_TRACKER_PORT", config.DEFAULT_TRACKER_PORT))
     state = config.local_tracker_dir()
@@ -132,12 +146,21 @@ def ensure_local_tracker() -> tuple[str, int, str]:
             if time.monotonic() > deadline:
                 raise ConfigError(f"the local tracker did not start; see {state / 'tracker.log'}")
             time.sleep(0.05)
-    secret_file = state / "secret"
-    try:
-        secret = secret_file.read_text().strip()
-    except OSError:
-        raise ConfigError(f"a tracker runs on {host}:{port} but its secret is not in {secret_file}; pass --secret") from None
-    return host, port, secret
+    invite_file = state / "invite"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            invite = parse(invite_file.read_text())
+        except (OSError, BadToken):
+            invite = None
+        if invite is not None and invite.port == port:
+            return invite
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"a tracker runs on {host}:{port} but {invite_file} holds no join token for it "
+                "(restart it, or pass --tracker TOKEN)"
+            )
+        time.sleep(0.05)
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -27,6 +27,9 @@ class MountConfig:
     on_demand: bool = False
     fetch_timeout: float = 30.0
     max_rate: float = 0.0
+    token: str | None = None
+    allow_other: bool = False
+    advertise: str | None = None
 
 
 # config.dat keys (the seed's form) and TOML keys, mapped to MountConfig fields
@@ -43,6 +46,9 @@ _KEYS = {
     "on_demand": "on_demand",
     "fetch_timeout": "fetch_timeout",
     "max_rate": "max_rate",
+    "token": "token",
+    "allow_other": "allow_other",
+    "advertise": "advertise",
 }
 
 
@@ -78,7 +84,7 @@ def read_config_file(path: Path) -> dict[str, str]:
         field = _KEYS.get(key.lower())
         if field is None:
             raise ConfigError(f"{path}: unknown setting {key!r}")
-        if field == "on_demand":
+        if field in ("on_demand", "allow_other"):
             out[field] = str(value).lower() in ("1", "true", "yes", "on")
             continue
         if field == "fetch_timeout":

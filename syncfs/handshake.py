@@ -1,19 +1,40 @@
-"""Both ends of the hello / challenge / auth exchange that opens every link.
+"""TLS and the opening exchange of both links.
 
-The client speaks first and reveals only its peer id and a nonce; the server proves it
-knows the share secret before the client proves it does; only then does the server say
-anything about the share (ACCEPT).
+Every link is TLS 1.3 (``trio.SSLStream``); identities are self-signed certificates known
+by their SHA-256 fingerprint (``syncfs.identity``).
+
+Peer → tracker: the peer pins the tracker's fingerprint from the join token. Inside TLS it
+sends ``HELLO`` with its certificate; the tracker answers ``CHALLENGE {nonce}``; the peer
+answers ``AUTH {proof, sig}``: an HMAC of the share secret and a signature with its key,
+both over a transcript of both fingerprints, both nonces and the TLS channel binding
+(``syncfs.protocol.auth``). Only then does the tracker say anything about the share
+(``ACCEPT``); a peer without the secret, with a revoked identity, or behind a proxy that
+terminates TLS gets ``REJECT`` and nothing else.
+
+Peer → peer: mutual TLS. Each side trusts exactly the certificates the tracker handed out
+for the peers online now; the client checks the server is the peer it meant to reach, the
+server checks the client is on the tracker's list. ``HELLO`` → ``ACCEPT`` then only
+negotiates the protocol version and frame limit.
 """
 
+import hashlib
+import ssl
+
+import trio
+
+from . import identity as ident
+from .identity import Identity
 from .protocol import PROTO_NAME, PROTO_VERSION, auth
+from .protocol.framing import DEFAULT_MAX_FRAME
 from .protocol.messages import Accept, Auth, Challenge, Hello, Reject
 from .wire import FramedStream
 
 HANDSHAKE_TIMEOUT = 10.0
+TLS_TIMEOUT = 10.0
 
 
 class HandshakeFailed(Exception):
-    """The link was refused during the opening exchange; ``reason`` says why."""
+    """The link was refused during TLS or the opening exchange; ``reason`` says why."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -23,55 +44,180 @@ class HandshakeFailed(Exception):
         return self.reason
 
 
-async def client_handshake(
-    link: FramedStream, secret: bytes, hello: Hello
-) -> tuple[Challenge, Accept]:
-    """Run the client side; returns the server's challenge (for its id) and its ACCEPT."""
+# --------------------------------------------------------------------------- TLS
+
+
+def _base_context(purpose: int, me: Identity | None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(purpose)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if purpose == ssl.PROTOCOL_TLS_CLIENT:
+        # certificates are self-signed and pinned by fingerprint, not by name
+        ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if me is not None:
+        if me.cert_path is None or me.key_path is None:
+            raise ValueError("an identity kept in memory only cannot serve TLS")
+        ctx.load_cert_chain(me.cert_path, me.key_path)
+    return ctx
+
+
+def client_context(me: Identity | None = None) -> ssl.SSLContext:
+    """For connecting: the server is checked by fingerprint after the handshake
+    (``tls_connect``); ``me`` is presented as a client certificate if given."""
+    return _base_context(ssl.PROTOCOL_TLS_CLIENT, me)
+
+
+def server_context(me: Identity, *, mutual: bool = False) -> ssl.SSLContext:
+    """For accepting. ``mutual``: require a client certificate from the trust store, which
+    starts empty; add certificates with ``trust``."""
+    ctx = _base_context(ssl.PROTOCOL_TLS_SERVER, me)
+    if mutual:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def trust(ctx: ssl.SSLContext, cert_der: bytes) -> None:
+    """Let ``ctx`` accept the self-signed certificate ``cert_der`` from now on."""
+    ctx.load_verify_locations(cadata=cert_der)
+
+
+def peer_id_of(stream: trio.SSLStream) -> str | None:
+    der = stream.getpeercert(binary_form=True)
+    return hashlib.sha256(der).hexdigest() if der else None
+
+
+def channel_binding(stream: trio.SSLStream) -> bytes:
+    """This TLS session's channel binding (the same on both ends, different per session)."""
+    try:
+        return stream.get_channel_binding("tls-unique") or b""
+    except (ValueError, ssl.SSLError):
+        return b""
+
+
+async def _tls_handshake(tls: trio.SSLStream, what: str) -> None:
+    try:
+        with trio.fail_after(TLS_TIMEOUT):
+            await tls.do_handshake()
+    except trio.TooSlowError:
+        raise HandshakeFailed(f"TLS handshake with {what} timed out") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        cause = exc.__cause__ or exc
+        raise HandshakeFailed(f"TLS handshake with {what} failed: {cause or type(cause).__name__}") from None
+
+
+async def tls_connect(stream: trio.abc.Stream, ctx: ssl.SSLContext, expect_id: str, what: str) -> trio.SSLStream:
+    """TLS client over ``stream``; the server's certificate must have fingerprint ``expect_id``."""
+    tls = trio.SSLStream(stream, ctx, server_hostname=None)
+    await _tls_handshake(tls, what)
+    got = peer_id_of(tls)
+    if got != expect_id:
+        await trio.aclose_forcefully(tls)
+        raise HandshakeFailed(
+            f"{what} presented certificate {got or 'none'}, expected {expect_id}: refused "
+            "(a man in the middle, or the wrong address)"
+        )
+    return tls
+
+
+async def tls_accept(stream: trio.abc.Stream, ctx: ssl.SSLContext, what: str) -> trio.SSLStream:
+    tls = trio.SSLStream(stream, ctx, server_side=True)
+    await _tls_handshake(tls, what)
+    return tls
+
+
+# --------------------------------------------------------------------------- tracker link
+
+
+async def join_tracker(link: FramedStream, me: Identity, secret: bytes, tracker_id: str,
+                       binding: bytes, hello: Hello) -> Accept:
+    """Peer side: prove the share secret to the tracker (already pinned by TLS)."""
+    # the tracker is authenticated by its certificate: its frames may be large at once
+    link.max_frame = DEFAULT_MAX_FRAME
     await link.send(hello)
     reply = await link.receive_within(HANDSHAKE_TIMEOUT)
     if isinstance(reply, Reject):
         raise HandshakeFailed(f"refused: {reply.reason}")
     if not isinstance(reply, Challenge):
         raise HandshakeFailed(f"expected challenge, got {reply.TYPE}")
-    if not auth.check(auth.server_proof(secret, hello.nonce, reply.nonce), reply.proof):
-        raise HandshakeFailed("the server does not know the share secret")
-    await link.send(Auth(auth.client_proof(secret, hello.nonce, reply.nonce)))
+    t = auth.transcript(me.id, tracker_id, hello.nonce, reply.nonce, binding)
+    await link.send(Auth(auth.join_proof(secret, t), me.sign(t)))
     answer = await link.receive_within(HANDSHAKE_TIMEOUT)
     if isinstance(answer, Reject):
         raise HandshakeFailed(f"refused: {answer.reason}")
     if not isinstance(answer, Accept):
         raise HandshakeFailed(f"expected accept, got {answer.TYPE}")
-    return reply, answer
+    return answer
 
 
-async def server_handshake(
-    link: FramedStream, secret: bytes, role: str, server_id: str = "tracker"
-) -> Hello:
-    """Run the server side up to (not including) ACCEPT; returns the client's HELLO.
+async def admit_peer(link: FramedStream, tracker_id: str, secret: bytes, binding: bytes,
+                     revoked: "set[str] | frozenset[str]") -> Hello:
+    """Tracker side, up to (not including) ACCEPT; returns the peer's HELLO.
 
-    The caller decides between ACCEPT and REJECT on what the HELLO says.
+    The peer's id is the fingerprint of the certificate it sent, whose key signed the
+    transcript. Refusals are sent as REJECT and raised as HandshakeFailed.
     """
+    hello = await _expect_hello(link, "tracker")
+    if not hello.cert or ident.fingerprint(hello.cert) != hello.peer_id:
+        await _refuse(link, "authentication failed", f"{hello.peer_id[:16]} sent no matching certificate")
+    nonce = auth.new_nonce()
+    await link.send(Challenge(nonce, tracker_id))
+    answer = await link.expect(Auth, HANDSHAKE_TIMEOUT)
+    assert isinstance(answer, Auth)
+    t = auth.transcript(hello.peer_id, tracker_id, hello.nonce, nonce, binding)
+    if not ident.verify_signature(hello.cert, t, answer.sig):
+        await _refuse(link, "authentication failed", f"peer {hello.peer_id} did not sign with its certificate's key")
+    if not auth.check(auth.join_proof(secret, t), answer.proof):
+        await _refuse(link, "authentication failed", f"peer {hello.peer_id} failed authentication (wrong share secret, or a proxy in between)")
+    if hello.peer_id in revoked:
+        await _refuse(link, "this peer has been revoked", f"revoked peer {hello.peer_id} refused")
+    return hello
+
+
+# --------------------------------------------------------------------------- peer links
+
+
+async def p2p_hello(link: FramedStream, me: Identity) -> Accept:
+    """Client side of a chunk link (TLS already checked the server's identity)."""
+    await link.send(make_hello("p2p", me.id))
+    answer = await link.receive_within(HANDSHAKE_TIMEOUT)
+    if isinstance(answer, Reject):
+        raise HandshakeFailed(f"refused: {answer.reason}")
+    if not isinstance(answer, Accept):
+        raise HandshakeFailed(f"expected accept, got {answer.TYPE}")
+    return answer
+
+
+async def p2p_welcome(link: FramedStream, client_id: str) -> Hello:
+    """Server side of a chunk link, up to ACCEPT; ``client_id`` came from mutual TLS."""
+    hello = await _expect_hello(link, "p2p")
+    if hello.peer_id != client_id:
+        await _refuse(link, "peer id does not match the certificate", f"{client_id[:16]} said it was {hello.peer_id[:16]}")
+    return hello
+
+
+async def _expect_hello(link: FramedStream, role: str) -> Hello:
     hello = await link.receive_within(HANDSHAKE_TIMEOUT)
     if not isinstance(hello, Hello):
         raise HandshakeFailed(f"expected hello, got {hello.TYPE}")
     if hello.proto != PROTO_NAME or hello.ver != PROTO_VERSION:
         reason = f"unsupported protocol {hello.proto!r} version {hello.ver}; this side speaks {PROTO_NAME} {PROTO_VERSION}"
-        await link.send(Reject(reason))
-        raise HandshakeFailed(reason)
+        await _refuse(link, reason, reason)
     if hello.role != role:
-        await link.send(Reject(f"this endpoint serves {role!r} links"))
-        raise HandshakeFailed(f"client asked for role {hello.role!r}")
-    nonce = auth.new_nonce()
-    await link.send(Challenge(nonce, auth.server_proof(secret, hello.nonce, nonce), server_id))
-    answer = await link.expect(Auth, HANDSHAKE_TIMEOUT)
-    if not auth.check(auth.client_proof(secret, hello.nonce, nonce), answer.proof):  # type: ignore[attr-defined]
-        await link.send(Reject("authentication failed"))
-        raise HandshakeFailed(f"peer {hello.peer_id} failed authentication")
+        await _refuse(link, f"this endpoint serves {role!r} links", f"client asked for role {hello.role!r}")
     return hello
+
+
+async def _refuse(link: FramedStream, told: str, logged: str) -> None:
+    await link.send(Reject(told))
+    raise HandshakeFailed(logged)
 
 
 def make_hello(role: str, peer_id: str, **extra: object) -> Hello:
     return Hello(PROTO_NAME, PROTO_VERSION, role, peer_id, auth.new_nonce(), **extra)  # type: ignore[arg-type]
 
 
-__all__ = ["HandshakeFailed", "client_handshake", "server_handshake", "make_hello"]
+__all__ = [
+    "HandshakeFailed", "admit_peer", "channel_binding", "client_context", "join_tracker",
+    "make_hello", "p2p_hello", "p2p_welcome", "peer_id_of", "server_context", "tls_accept",
+    "tls_connect", "trust",
+]

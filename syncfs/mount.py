@@ -1,5 +1,6 @@
 """Run one mount in the foreground: store, engine, chunk server, tracker link and FUSE loop."""
 
+import dataclasses
 import logging
 import os
 import signal
@@ -14,6 +15,8 @@ from .config import ConfigError, MountConfig
 from .control import ControlError, ControlServer, check_private_dir, register
 from .engine import Engine
 from .fs import Operations
+from .identity import Identity, IdentityError
+from .invite import BadToken, Invite, looks_like_token, parse
 from .p2p import ChunkServer, PeerPool
 from .status import ControlHandler, current_log_file, write_status
 from .store import Store, StoreBusy
@@ -26,7 +29,7 @@ def run_mount(cfg: MountConfig, mountpoint: Path, ready_fd: int | None = None) -
     setup_logging(cfg)
     try:
         return _run(cfg, mountpoint, ready_fd)
-    except (ConfigError, StoreBusy, ControlError) as exc:
+    except (ConfigError, StoreBusy, ControlError, IdentityError) as exc:
         _report(ready_fd, str(exc))
         log.error("%s", exc)
         return 1
@@ -44,14 +47,7 @@ def _report(ready_fd: int | None, message: str) -> None:
 
 
 def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
-    if cfg.tracker:
-        tracker_host, tracker_port = config.split_host_port(cfg.tracker, config.DEFAULT_TRACKER_PORT)
-        secret = cfg.secret
-        if secret is None:
-            raise ConfigError("--secret is required with --tracker (the tracker prints it on first start)")
-    else:
-        tracker_host, tracker_port, local_secret = ensure_local_tracker()
-        secret = cfg.secret or local_secret
+    invite = _join_token(cfg)
     listen_host, listen_port = config.split_host_port(cfg.listen or "", 0)
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else config.default_cache_dir(mountpoint)
 
@@ -63,21 +59,30 @@ def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
         store.close()
         raise
     try:
-        secret_bytes = secret.encode()
-        pool = PeerPool(secret_bytes, store.peer_id, listen_host or None)
+        me = Identity.load_or_create(store.root / "identity", "syncfs peer")
+        if store.peer_id != me.id:
+            # the peer id is the certificate's fingerprint (a store from before identities
+            # gets a new id; its version vectors keep the old one's counters)
+            log.info("peer id %s (was %s)", me.id, store.peer_id)
+            store.set_meta("peer_id", me.id)
+        pool = PeerPool(me, store.peer_id, listen_host or None)
         engine = Engine(store, pool, on_demand=cfg.on_demand, fetch_timeout=cfg.fetch_timeout)
         engine.mountpoint = str(mountpoint)
         engine.downloader.max_rate = cfg.max_rate
         ops = Operations(engine)
         engine.frontend = ops
-        server = ChunkServer(engine.downloader.read_local_chunk, secret_bytes, store.peer_id, listen_host, listen_port)
+        server = ChunkServer(engine.downloader.read_local_chunk, pool, listen_host, listen_port)
         options = set(pyfuse3.default_options)
-        options.update({"fsname=syncfs", "subtype=syncfs"})
+        # the kernel checks permissions (default_permissions); only the mounting user may
+        # enter unless --allow-other
+        options.update({"fsname=syncfs", "subtype=syncfs", "default_permissions"})
+        if cfg.allow_other:
+            options.add("allow_other")
         pyfuse3.init(ops, str(mountpoint), options)
         log.info("mounted %s (peer %s, store %s)", mountpoint, store.peer_id, cache_dir)
         unmount = True
         try:
-            trio.run(_serve, engine, ops, server, pool, secret_bytes, (tracker_host, tracker_port), listen_host, ready_fd)
+            trio.run(_serve, engine, ops, server, pool, me, invite, listen_host, cfg.advertise, ready_fd)
         except BaseException:
             unmount = True
             raise
@@ -89,15 +94,37 @@ def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
     return 0
 
 
-async def _serve(engine: Engine, ops: Operations, server: ChunkServer, pool: PeerPool, secret: bytes,
-                 tracker: tuple[str, int], listen_host: str, ready_fd: int | None) -> None:
+def _join_token(cfg: MountConfig) -> Invite:
+    """The share to join: --token / --tracker TOKEN, else the local tracker's; --secret overrides."""
+    text = cfg.token or cfg.tracker
+    if text:
+        if not looks_like_token(text):
+            raise ConfigError(
+                f"--tracker takes a join token (syncfs://...), not {text!r}: "
+                "run 'syncfs tracker --print-invite' on the tracker's machine"
+            )
+        try:
+            invite = parse(text)
+        except BadToken as exc:
+            raise ConfigError(str(exc)) from None
+    else:
+        invite = ensure_local_tracker()
+    if cfg.secret:
+        invite = dataclasses.replace(invite, secret=cfg.secret)
+    return invite
+
+
+async def _serve(engine: Engine, ops: Operations, server: ChunkServer, pool: PeerPool, me: Identity,
+                 invite: Invite, listen_host: str, advertise_at: str | None, ready_fd: int | None) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(ops.run_invalidator)
         await nursery.start(pool.run)
         port = await nursery.start(server.run)
         await nursery.start(engine.run)
         advertise = ("" if listen_host in ("", "0.0.0.0", "::") else listen_host, port)
-        link = TrackerLink(engine, secret, tracker[0], tracker[1], listen_host or None, advertise)
+        if advertise_at:
+            advertise = config.split_host_port(advertise_at, port)
+        link = TrackerLink(engine, me, invite, listen_host or None, advertise)
         await nursery.start(link.run)
         nursery.start_soon(write_status, engine.store.root / "status.json", engine, server, link)
         handler = ControlHandler(engine, server, link, current_log_file())

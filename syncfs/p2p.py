@@ -1,17 +1,30 @@
 """Peer-to-peer chunk transfer: a server that answers GET from the local store, and a pool
 of client connections that fetch chunks by digest, verified, from the peers holding them."""
 
+import collections
 import itertools
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 
 import trio
 
 from .chunking import digest
-from .handshake import HandshakeFailed, client_handshake, make_hello, server_handshake
+from .handshake import (
+    HandshakeFailed,
+    client_context,
+    p2p_hello,
+    p2p_welcome,
+    peer_id_of,
+    server_context,
+    tls_accept,
+    tls_connect,
+    trust,
+)
+from .identity import Identity
 from .protocol.errors import ProtocolError
 from .protocol.framing import DEFAULT_MAX_FRAME
-from .protocol.messages import Accept, Data, Get, Missing, PeerInfo
+from .protocol.messages import Accept, Data, Get, Missing, PeerInfo, Reject
 from .wire import FramedStream, LinkClosed
 
 log = logging.getLogger(__name__)
@@ -20,6 +33,19 @@ CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 300.0
 MAX_IN_FLIGHT = 32
 HANDSHAKE_SLACK = 10.0
+# the whole opening (TLS and hello) of an incoming link
+HANDSHAKE_DEADLINE = 10.0
+# incoming links not yet through the handshake: beyond these, new ones are closed at once
+MAX_PENDING = 256
+MAX_PENDING_PER_IP = 32
+# authenticated incoming links (a peer needs one; a few more cover reconnects)
+MAX_LINKS_PER_PEER = 4
+MAX_LINKS = 512
+# a peer that sent a corrupt chunk is not asked again for this long
+BAD_PEER_QUARANTINE = 300.0
+# a peer that just joined may reach a holder before the holder heard of it from the tracker
+CONNECT_RETRIES = 4
+CONNECT_RETRY_DELAY = 0.25
 
 
 class ChunkUnavailable(Exception):
@@ -51,16 +77,29 @@ class BadChunk(Exception):
 
 
 class ChunkServer:
-    """Serves chunks of the local store to authenticated peers."""
+    """Serves chunks of the local store to the peers the tracker lists (mutual TLS).
 
-    def __init__(self, read_chunk: Callable, secret: bytes, peer_id: str, host: str, port: int) -> None:
+    A link whose peer leaves the tracker's list (offline, revoked) is closed at once.
+    """
+
+    def __init__(self, read_chunk: Callable, pool: "PeerPool", host: str, port: int) -> None:
         # read_chunk: async (digest) -> bytes | None, verified against the digest
         self.read_chunk = read_chunk
-        self.secret = secret
-        self.peer_id = peer_id
+        self.pool = pool
+        self.peer_id = pool.peer_id
         self.host = host
         self.port = port
         self.bytes_sent = 0
+        self._pending: collections.Counter[str] = collections.Counter()
+        self._links: dict[str, set[trio.CancelScope]] = {}
+        pool.on_peers_changed.append(self._peers_changed)
+
+    def _peers_changed(self) -> None:
+        for pid in list(self._links):
+            if pid not in self.pool.peers:
+                log.info("closing chunk links from %s: no longer listed by the tracker", pid)
+                for scope in self._links.pop(pid):
+                    scope.cancel()
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host or None)
@@ -71,33 +110,68 @@ class ChunkServer:
             await trio.serve_listeners(self._serve, listeners, handler_nursery=nursery)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
+        remote = _remote_ip(stream)
+        if (sum(self._pending.values()) >= MAX_PENDING or self._pending[remote] >= MAX_PENDING_PER_IP
+                or sum(len(v) for v in self._links.values()) >= MAX_LINKS):
+            log.info("refused a chunk link from %s: too many connections", remote)
+            await trio.aclose_forcefully(stream)
+            return
         link = FramedStream(stream)
-        who = "unknown peer"
+        who = remote
+        scope = trio.CancelScope()
         try:
-            hello = await server_handshake(link, self.secret, role="p2p", server_id=self.peer_id)
-            who = hello.peer_id
-            await link.send(Accept(max_frame=DEFAULT_MAX_FRAME))
-            link.max_frame = DEFAULT_MAX_FRAME
-            while True:
-                with trio.move_on_after(IDLE_TIMEOUT) as idle:
-                    msg = await link.receive()
-                if idle.cancelled_caught:
-                    log.info("closing idle chunk link from %s", who)
-                    return
-                if not isinstance(msg, Get):
-                    raise ProtocolError(f"expected get, got {msg.TYPE}")
-                data = await self.read_chunk(msg.digest)
-                if data is None:
-                    await link.send(Missing(msg.digest))
-                else:
-                    await link.send(Data(msg.digest, data))
-                    self.bytes_sent += len(data)
+            self._pending[remote] += 1
+            try:
+                with trio.fail_after(HANDSHAKE_DEADLINE):
+                    tls = await tls_accept(stream, self.pool.server_tls, remote)
+                    link.stream = tls
+                    client_id = peer_id_of(tls) or ""
+                    who = f"{client_id[:16]} ({remote})"
+                    await p2p_welcome(link, client_id)
+                    if client_id not in self.pool.peers:
+                        await link.send(Reject("not a peer of this share"))
+                        raise HandshakeFailed(f"{client_id} is not on the tracker's list")
+                    if len(self._links.get(client_id, ())) >= MAX_LINKS_PER_PEER:
+                        await link.send(Reject("too many links"))
+                        raise HandshakeFailed(f"{client_id} has too many links open")
+            finally:
+                self._pending[remote] -= 1
+                if not self._pending[remote]:
+                    del self._pending[remote]
+            self._links.setdefault(client_id, set()).add(scope)
+            with scope:
+                await self._answer(link, who)
         except (HandshakeFailed, ProtocolError) as exc:
             log.warning("chunk link from %s closed: %s", who, exc)
         except (LinkClosed, trio.TooSlowError):
             pass
         finally:
+            for pid, scopes in list(self._links.items()):
+                scopes.discard(scope)
+                if not scopes:
+                    del self._links[pid]
             await link.aclose()
+
+    async def _answer(self, link: FramedStream, who: str) -> None:
+        await link.send(Accept(max_frame=DEFAULT_MAX_FRAME))
+        link.max_frame = DEFAULT_MAX_FRAME
+        # one request at a time per link: a peer that pipelines many GETs waits for its own
+        # answers (TCP pushes back), and every link gets its turn on the event loop
+        while True:
+            with trio.move_on_after(IDLE_TIMEOUT) as idle:
+                msg = await link.receive()
+            if idle.cancelled_caught:
+                log.info("closing idle chunk link from %s", who)
+                return
+            if not isinstance(msg, Get):
+                raise ProtocolError(f"expected get, got {msg.TYPE}")
+            data = await self.read_chunk(msg.digest)
+            with trio.fail_after(IDLE_TIMEOUT):
+                if data is None:
+                    await link.send(Missing(msg.digest))
+                else:
+                    await link.send(Data(msg.digest, data))
+                    self.bytes_sent += len(data)
 
 
 class _Connection:
@@ -122,17 +196,46 @@ class _Connection:
 
 
 class PeerPool:
-    """Outgoing chunk links to other peers, opened on demand and shared by all downloads."""
+    """Outgoing chunk links to other peers, opened on demand and shared by all downloads.
 
-    def __init__(self, secret: bytes, peer_id: str, local_host: str | None) -> None:
-        self.secret = secret
+    It also keeps the tracker's list of peers (``set_peers``), which decides whom the
+    chunk server accepts: ``server_tls`` trusts the certificate of every peer ever listed,
+    and the server admits only those listed now.
+    """
+
+    def __init__(self, me: Identity | None, peer_id: str, local_host: str | None) -> None:
+        # me: None only where nothing connects (tests of the file system without a network)
+        self.me = me
         self.peer_id = peer_id
         self.local_host = local_host
         self.peers: dict[str, PeerInfo] = {}
+        self.on_peers_changed: list[Callable[[], None]] = []
+        self._client_tls: ssl.SSLContext | None = None
+        self._server_tls: ssl.SSLContext | None = None
+        self._trusted: set[str] = set()
+        self._bad: dict[str, float] = {}
         self._conns: dict[str, _Connection] = {}
         self._nursery: trio.Nursery | None = None
         self._rr = itertools.count()
         self.bytes_received = 0
+
+    @property
+    def client_tls(self) -> ssl.SSLContext:
+        if self._client_tls is None:
+            assert self.me is not None, "a pool without an identity cannot connect"
+            self._client_tls = client_context(self.me)
+        return self._client_tls
+
+    @property
+    def server_tls(self) -> ssl.SSLContext:
+        """Accepts the certificates of every peer the tracker ever listed (``set_peers``)."""
+        if self._server_tls is None:
+            assert self.me is not None, "a pool without an identity cannot serve"
+            self._server_tls = server_context(self.me, mutual=True)
+            for p in self.peers.values():
+                trust(self._server_tls, p.cert)
+                self._trusted.add(p.peer_id)
+        return self._server_tls
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -141,11 +244,19 @@ class PeerPool:
             await trio.sleep_forever()
 
     def set_peers(self, peers: Sequence[PeerInfo]) -> None:
-        self.peers = {p.peer_id: p for p in peers if p.peer_id != self.peer_id}
+        # a peer whose certificate we do not know cannot be authenticated: leave it out
+        self.peers = {p.peer_id: p for p in peers if p.peer_id != self.peer_id and p.cert}
+        if self._server_tls is not None:
+            for p in self.peers.values():
+                if p.peer_id not in self._trusted:
+                    trust(self._server_tls, p.cert)
+                    self._trusted.add(p.peer_id)
         for pid in list(self._conns):
             conn = self._conns[pid]
             if pid not in self.peers or self.peers[pid] != conn.info:
                 self._drop(pid, "peer went offline")
+        for callback in self.on_peers_changed:
+            callback()
 
     def online(self, holders: Sequence[str]) -> list[str]:
         return [h for h in holders if h in self.peers]
@@ -168,16 +279,38 @@ class PeerPool:
             self._nursery.start_soon(self._run_connection, conn)
         return conn
 
+    async def _open(self, conn: _Connection) -> FramedStream:
+        """Connect, TLS (pinning the peer's fingerprint) and hello, with a few retries."""
+        info = conn.info
+        assert self.me is not None
+        for attempt in range(CONNECT_RETRIES):
+            with trio.fail_after(CONNECT_TIMEOUT):
+                stream = await trio.open_tcp_stream(info.addr, info.port, local_address=self.local_host)
+            link = FramedStream(stream)
+            try:
+                with trio.fail_after(HANDSHAKE_DEADLINE):
+                    link.stream = await tls_connect(stream, self.client_tls, info.peer_id, f"peer {info.peer_id[:16]}")
+                    await p2p_hello(link, self.me)
+                return link
+            except LinkClosed as exc:
+                # TLS 1.3 tells the client it was refused only when it reads: most likely
+                # the holder has not yet heard from the tracker that we joined
+                await link.aclose()
+                if attempt == CONNECT_RETRIES - 1 or self.peers.get(info.peer_id) != info:
+                    raise HandshakeFailed(f"refused by the peer: {exc}") from None
+            except BaseException:
+                await link.aclose()
+                raise
+            await trio.sleep(CONNECT_RETRY_DELAY * (attempt + 1))
+        raise AssertionError("unreachable")
+
     async def _run_connection(self, conn: _Connection) -> None:
         info = conn.info
         try:
-            with trio.fail_after(CONNECT_TIMEOUT):
-                stream = await trio.open_tcp_stream(info.addr, info.port, local_address=self.local_host)
-            conn.link = link = FramedStream(stream)
-            challenge, _ = await client_handshake(link, self.secret, make_hello("p2p", self.peer_id))
-            if challenge.peer_id != info.peer_id:
-                raise HandshakeFailed(f"expected peer {info.peer_id}, reached {challenge.peer_id}")
+            conn.link = link = await self._open(conn)
             link.max_frame = DEFAULT_MAX_FRAME
+            if conn.failed:
+                return
             conn.ready.set()
             while True:
                 msg = await link.receive()
@@ -216,7 +349,8 @@ class PeerPool:
         if not isinstance(msg, Data):
             return None
         if len(msg.data) != length or digest(msg.data) != want:
-            log.warning("%s", BadChunk(pid, want))
+            log.warning("%s; not asking it again for %.0f s", BadChunk(pid, want), BAD_PEER_QUARANTINE)
+            self._bad[pid] = trio.current_time() + BAD_PEER_QUARANTINE
             self._drop(pid, "sent a corrupt chunk")
             raise BadChunk(pid, want)
         conn.bytes_received += length
@@ -226,7 +360,9 @@ class PeerPool:
     async def fetch(self, want: bytes, length: int, holders: Sequence[str], avoid: set[str] | None = None) -> bytes:
         """Fetch one chunk from one of ``holders`` (online ones, spread round-robin), verified."""
         others = [h for h in holders if h != self.peer_id]
-        candidates = [h for h in self.online(others) if not avoid or h not in avoid]
+        now = trio.current_time()
+        candidates = [h for h in self.online(others)
+                      if (not avoid or h not in avoid) and self._bad.get(h, 0) <= now]
         if not candidates:
             raise ChunkUnavailable(want, "no online peer holds it", lost=not others)
         start = next(self._rr) % len(candidates)
@@ -251,3 +387,10 @@ class PeerPool:
         lost = missing == len(candidates) == len(others)
         raise ChunkUnavailable(want, "; ".join(errors), lost=lost)
 
+
+def _remote_ip(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    try:
+        return str(sock.getpeername()[0]) if sock is not None else "?"
+    except OSError:
+        return "?"

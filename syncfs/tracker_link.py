@@ -9,7 +9,16 @@ import logging
 import trio
 
 from .engine import Engine, first_error
-from .handshake import HandshakeFailed, client_handshake, make_hello
+from .handshake import (
+    HandshakeFailed,
+    channel_binding,
+    client_context,
+    join_tracker,
+    make_hello,
+    tls_connect,
+)
+from .identity import Identity
+from .invite import Invite
 from .protocol.errors import ProtocolError
 from .protocol.messages import Alive, Peers, Table, Update
 from .wire import FramedStream, LinkClosed
@@ -23,12 +32,17 @@ UPDATE_BATCH = 500
 
 
 class TrackerLink:
-    def __init__(self, engine: Engine, secret: bytes, host: str, port: int,
+    """The link to the tracker of ``invite`` (TLS pinned to its fingerprint), as ``me``."""
+
+    def __init__(self, engine: Engine, me: Identity, invite: Invite,
                  local_host: str | None, advertise: tuple[str, int]) -> None:
         self.engine = engine
-        self.secret = secret
-        self.host = host
-        self.port = port
+        self.me = me
+        self.invite = invite
+        self.secret = invite.secret.encode()
+        self.host = invite.host
+        self.port = invite.port
+        self._tls = client_context()
         self.local_host = local_host
         self.advertise = advertise
         self.connected = False
@@ -62,10 +76,14 @@ class TrackerLink:
             stream = await trio.open_tcp_stream(self.host, self.port, local_address=self.local_host)
         link = FramedStream(stream)
         try:
+            with trio.fail_after(CONNECT_TIMEOUT * 2):
+                tls = await tls_connect(stream, self._tls, self.invite.fingerprint, "the tracker")
+            link.stream = tls
             addr, port = self.advertise
-            hello = make_hello("tracker", self.engine.peer_id, addr=addr, port=port,
-                               last_seq=self.engine.store.last_seq)
-            _, accept = await client_handshake(link, self.secret, hello)
+            hello = make_hello("tracker", self.me.id, addr=addr, port=port,
+                               last_seq=self.engine.store.last_seq, cert=self.me.cert_der)
+            accept = await join_tracker(link, self.me, self.secret, self.invite.fingerprint,
+                                        channel_binding(tls), hello)
             link.max_frame = accept.max_frame
             if accept.chunking is not None:
                 self.engine.params = accept.chunking

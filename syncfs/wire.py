@@ -11,6 +11,8 @@ from .protocol.messages import Message, decode_message, encode_message
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 256 * 1024
+# closing TLS sends a close_notify; a peer that reads nothing must not hold us up
+CLOSE_TIMEOUT = 2.0
 
 
 class LinkClosed(Exception):
@@ -78,5 +80,11 @@ class FramedStream:
         return msg
 
     async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            await self.stream.aclose()
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + CLOSE_TIMEOUT
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+        if scope.cancelled_caught:
+            await trio.aclose_forcefully(self.stream)

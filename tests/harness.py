@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -456,11 +457,29 @@ class TrackerProc(ManagedProc):
         self.interval = interval
         self.state_dir = workdir / "state"
         self.extra_args = list(extra_args)
+        # set for a stand-in tracker of a test; otherwise read from the tracker's certificate
+        self.fingerprint: str | None = None
 
     @property
     def address(self) -> str:
-        """HOST:PORT as peers' --tracker takes it."""
+        """HOST:PORT of the tracker."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def token(self) -> str:
+        """The join token peers' --tracker takes: this host and port, the fingerprint of the
+        tracker's certificate (made on its first start) and the secret."""
+        from syncfs.invite import Invite
+
+        return str(Invite(self.host, self.port, self.tracker_id, self.secret))
+
+    @property
+    def tracker_id(self) -> str:
+        """The fingerprint of the tracker's certificate (``fingerprint`` if set)."""
+        if self.fingerprint is not None:
+            return self.fingerprint
+        pem = (self.state_dir / "identity" / "cert.pem").read_text()
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
 
     def command(self) -> list[str]:
         return [
@@ -537,10 +556,9 @@ class PeerProc(ManagedProc):
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "syncfs", "mount", str(self.mnt),
-            "--tracker", self.tracker.address,
+            "--tracker", self.tracker.token,
             "--listen", self.addr,
             "--cache-dir", str(self.cache_dir),
-            "--secret", self.secret,
             "--foreground",
             "--log-file", str(self.log_file),
             *self.extra_args,

@@ -81,7 +81,10 @@ def test_mount_without_tracker_starts_a_local_one(home, tmp_path):
         assert os.path.ismount(first)
         assert (state / "secret").stat().st_mode & 0o777 == 0o600
         (first / "works").write_text("yes")
-        # a second peer that names the local tracker and its secret sees the file
+        assert (state / "invite").stat().st_mode & 0o777 == 0o600
+        token = (state / "invite").read_text().strip()
+        assert token.startswith("syncfs://") and f"@127.0.0.1:{port}/" in token
+        # a second peer given the local tracker's join token sees the file
         done = subprocess.run(
             [
                 sys.executable,
@@ -90,9 +93,7 @@ def test_mount_without_tracker_starts_a_local_one(home, tmp_path):
                 "mount",
                 str(second),
                 "--tracker",
-                f"127.0.0.1:{port}",
-                "--secret",
-                (state / "secret").read_text().strip(),
+                token,
                 "--listen",
                 "127.0.0.21",
             ],

@@ -7,8 +7,9 @@ import msgpack
 import pytest
 import trio
 from harness import SECRET, PeerProc, TrackerProc, wait_for
+from netkit import identity_on_disk
 
-from syncfs.handshake import server_handshake
+from syncfs.handshake import admit_peer, channel_binding, server_context, tls_accept
 from syncfs.protocol.framing import HEADER
 from syncfs.protocol.messages import Accept, ChunkParams, Table
 from syncfs.wire import FramedStream
@@ -42,8 +43,10 @@ def raw_table(path: str) -> bytes:
 class FakeTracker:
     """A tracker that authenticates peers properly, then sends them whatever the test says."""
 
-    def __init__(self, payloads: list[bytes]) -> None:
+    def __init__(self, payloads: list[bytes], tmp_path) -> None:
         self.payloads = payloads
+        self.me = identity_on_disk(tmp_path, "fake-tracker")
+        self.tls = server_context(self.me)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.11", 0))
         self.sock.listen()
@@ -61,15 +64,16 @@ class FakeTracker:
             nursery.cancel_scope.cancel()
 
     async def _serve(self, stream: trio.SocketStream) -> None:
-        link = FramedStream(stream)
-        await server_handshake(link, SECRET.encode(), role="tracker")
+        tls = await tls_accept(stream, self.tls, "the peer")
+        link = FramedStream(tls)
+        await admit_peer(link, self.me.id, SECRET.encode(), channel_binding(tls), frozenset())
         await link.send(Accept(0.5, ChunkParams(256 << 10, 1 << 20, 4 << 20), 0, 16 << 20, ()))
         await link.send(Table((), 0, True))
         self.sessions += 1
         for payload in self.payloads:
-            await stream.send_all(payload)
+            await tls.send_all(payload)
         with trio.move_on_after(10):
-            while await stream.receive_some(65536):
+            while await tls.receive_some(65536):
                 pass
 
 
@@ -77,10 +81,11 @@ class FakeTracker:
     "evil", ["../escaped", "/abs/olute", "a/../../b", "a//b", "x\0y", "a/" + "n" * 300]
 )
 def test_peer_refuses_bad_paths_from_the_tracker(tmp_path, evil):
-    fake = FakeTracker([raw_table(evil)])
+    fake = FakeTracker([raw_table(evil)], tmp_path)
     fake.thread.start()
     tracker = TrackerProc(tmp_path / "unused")
     tracker.port = fake.port
+    tracker.fingerprint = fake.me.id
     peer = PeerProc(1, tmp_path / "p1", tracker)
     try:
         peer.start()
@@ -100,10 +105,11 @@ def test_peer_refuses_bad_paths_from_the_tracker(tmp_path, evil):
 
 
 def test_peer_survives_oversized_and_garbage_frames(tmp_path):
-    fake = FakeTracker([HEADER.pack(1 << 30) + b"x" * 100])
+    fake = FakeTracker([HEADER.pack(1 << 30) + b"x" * 100], tmp_path)
     fake.thread.start()
     tracker = TrackerProc(tmp_path / "unused")
     tracker.port = fake.port
+    tracker.fingerprint = fake.me.id
     peer = PeerProc(1, tmp_path / "p1", tracker)
     try:
         peer.start()

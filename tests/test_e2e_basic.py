@@ -222,9 +222,7 @@ def test_bad_mountpoints_fail_clearly(cluster, tmp_path):
         "syncfs",
         "mount",
         "--tracker",
-        cluster.tracker.address,
-        "--secret",
-        p1.secret,
+        cluster.tracker.token,
     ]
     missing = subprocess.run(
         [*base, str(tmp_path / "nope")], capture_output=True, text=True, timeout=30
@@ -259,9 +257,7 @@ def test_background_mount_and_fusermount_unmount(cluster, tmp_path):
         "mount",
         str(mnt),
         "--tracker",
-        cluster.tracker.address,
-        "--secret",
-        "syncfs-test-secret",
+        cluster.tracker.token,
         "--listen",
         "127.0.0.20",
         "--cache-dir",

@@ -6,20 +6,19 @@ from __future__ import annotations
 import json
 import os
 import random
-import secrets
 import threading
 import time
 
 import pytest
 import trio
 from harness import SECRET, wait_for, wait_same_tree
+from netkit import PeerTLS, identity_on_disk, join
 
 from syncfs import chunking
-from syncfs.handshake import HandshakeFailed, client_handshake, make_hello, server_handshake
+from syncfs.handshake import HandshakeFailed
 from syncfs.protocol.entries import Chunk
 from syncfs.protocol.errors import ProtocolError
-from syncfs.protocol.framing import DEFAULT_MAX_FRAME
-from syncfs.protocol.messages import Accept, Alive, Data, Get, Have, Table
+from syncfs.protocol.messages import Alive, Data, Get, Have, Peers, Table
 from syncfs.wire import FramedStream, LinkClosed
 from tracker.server import DEFAULT_CHUNKING
 
@@ -64,12 +63,14 @@ class CorruptHolder:
     (HAVE), and answers every GET on its chunk server with random bytes of the chunk's length.
     """
 
-    def __init__(self, tracker_host: str, tracker_port: int, path: str, chunks: list[Chunk]) -> None:
-        self.tracker = (tracker_host, tracker_port)
+    def __init__(self, tracker, workdir, path: str, chunks: list[Chunk]) -> None:
+        self.tracker = (tracker.host, tracker.port, tracker.tracker_id)
+        self.me = identity_on_disk(workdir, "corrupt-holder")
+        self.tls = PeerTLS(self.me)
         self.path = path
         self.lengths = {c.digest: c.length for c in chunks}
         self.chunks = tuple(chunks)
-        self.peer_id = "corrupt-" + secrets.token_hex(4)
+        self.peer_id = self.me.id
         self.gets = 0
         self.holder = threading.Event()  # the tracker lists us as a holder of the version
         self.error: BaseException | None = None
@@ -112,19 +113,19 @@ class CorruptHolder:
                 await self._tracker_session(port)
 
     async def _tracker_session(self, p2p_port: int) -> None:
-        stream = await trio.open_tcp_stream(*self.tracker)
-        link = FramedStream(stream)
+        link, accept = await join(*self.tracker, SECRET.encode(), self.me, addr=FAKE_ADDR,
+                                  port=p2p_port, last_seq=0)
+        self.tls.learn(accept.peers)
         try:
-            hello = make_hello("tracker", self.peer_id, addr=FAKE_ADDR, port=p2p_port, last_seq=0)
-            _, accept = await client_handshake(link, SECRET.encode(), hello)
-            link.max_frame = accept.max_frame
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._alive, link, accept.interval)
                 announced = None
                 while True:
                     msg = await link.receive()
+                    if isinstance(msg, Peers):
+                        self.tls.learn(msg.peers)
                     if not isinstance(msg, Table):
-                        continue  # PEERS
+                        continue
                     for row in msg.rows:
                         e = row.entry
                         if e.path != self.path or e.deleted or e.chunks != self.chunks:
@@ -145,9 +146,7 @@ class CorruptHolder:
     async def _serve(self, stream: trio.SocketStream) -> None:
         link = FramedStream(stream)
         try:
-            await server_handshake(link, SECRET.encode(), role="p2p", server_id=self.peer_id)
-            await link.send(Accept(max_frame=DEFAULT_MAX_FRAME))
-            link.max_frame = DEFAULT_MAX_FRAME
+            link = await self.tls.accept(stream)
             while True:
                 msg = await link.receive()
                 if isinstance(msg, Get):
@@ -175,7 +174,7 @@ def test_corrupt_holder_is_detected_and_the_file_arrives_intact(cluster):
     chunks = chunking.chunk_bytes(data, DEFAULT_CHUNKING)
     assert len(chunks) >= 8  # enough chunks that the round robin asks the liar many times
 
-    fake = CorruptHolder(cluster.tracker.host, cluster.tracker.port, "shared.bin", chunks)
+    fake = CorruptHolder(cluster.tracker, cluster.tmp_path, "shared.bin", chunks)
     fake.start()
     try:
         fake.wait_holder()

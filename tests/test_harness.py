@@ -7,13 +7,13 @@ is checked independently of the real peer.
 
 import os
 import signal
-import socket
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+import trio
 from harness import (
     SECRET,
     LogCheck,
@@ -29,10 +29,9 @@ from harness import (
     wait_for,
     wait_same_tree,
 )
+from netkit import identity, join, tracker_fingerprint
 
-from syncfs.protocol import PROTO_NAME, PROTO_VERSION, auth
-from syncfs.protocol.framing import FrameDecoder
-from syncfs.protocol.messages import Challenge, Hello, decode_message, encode_message
+from syncfs.handshake import HandshakeFailed
 
 # ----------------------------------------------------------------------------- wait_for
 
@@ -187,29 +186,27 @@ def test_log_check_reads_the_console_too(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- tracker
 
 
-def handshake_challenge(host: str, port: int, secret: str) -> bool:
-    """Open a tracker link up to CHALLENGE; True if the tracker proved it knows ``secret``."""
-    nonce = auth.new_nonce()
-    hello = Hello(proto=PROTO_NAME, ver=PROTO_VERSION, role="tracker", peer_id="probe", nonce=nonce)
-    with socket.create_connection((host, port), timeout=5) as s:
-        s.settimeout(5)
-        s.sendall(encode_message(hello))
-        decoder = FrameDecoder()
-        while True:
-            data = s.recv(65536)
-            assert data, "tracker closed the link before CHALLENGE"
-            decoder.feed(data)
-            for frame in decoder.frames():
-                msg = decode_message(frame)
-                assert isinstance(msg, Challenge), msg
-                expected = auth.server_proof(secret.encode(), nonce, msg.nonce)
-                return auth.check(expected, msg.proof)
+def handshake_challenge(host: str, port: int, secret: str, state_dir: Path) -> bool:
+    """Join the tracker over TLS; True if it accepts a peer that knows ``secret``."""
+
+    async def attempt() -> bool:
+        with trio.fail_after(10):
+            try:
+                link, _ = await join(host, port, tracker_fingerprint(state_dir), secret.encode(),
+                                     identity("probe"))
+            except HandshakeFailed:
+                return False
+            await link.aclose()
+            return True
+
+    return trio.run(attempt)
 
 
 def test_tracker_fixture_listens_and_knows_the_secret(tracker: TrackerProc) -> None:
     assert tracker.running and tracker.address == f"127.0.0.11:{tracker.port}"
-    assert handshake_challenge(tracker.host, tracker.port, SECRET)
-    assert not handshake_challenge(tracker.host, tracker.port, "another secret")
+    assert handshake_challenge(tracker.host, tracker.port, SECRET, tracker.state_dir)
+    assert not handshake_challenge(tracker.host, tracker.port, "another secret", tracker.state_dir)
+    tracker.expect_log("failed authentication")
 
 
 def test_tracker_survives_kill_and_restarts_on_the_same_port(tracker: TrackerProc) -> None:
@@ -219,7 +216,7 @@ def test_tracker_survives_kill_and_restarts_on_the_same_port(tracker: TrackerPro
     assert not can_connect(tracker.host, port)
     tracker.start()
     assert tracker.pid != pid and tracker.port == port
-    assert handshake_challenge(tracker.host, port, SECRET)
+    assert handshake_challenge(tracker.host, port, SECRET, tracker.state_dir)
     tracker.restart()
     assert tracker.running and can_connect(tracker.host, port)
     assert (tracker.state_dir).is_dir()

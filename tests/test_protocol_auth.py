@@ -1,4 +1,4 @@
-"""Challenge-response proofs over the share secret."""
+"""Proofs of the share secret, bound to both identities, both nonces and the TLS session."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,6 +8,8 @@ from syncfs.protocol import auth
 FAST = settings(max_examples=100, deadline=None)
 secrets_ = st.binary(min_size=1, max_size=64)
 nonces = st.binary(min_size=16, max_size=64)
+ids = st.text("0123456789abcdef", min_size=64, max_size=64)
+bindings = st.binary(min_size=0, max_size=64)
 
 
 def test_nonces_are_fresh() -> None:
@@ -17,42 +19,37 @@ def test_nonces_are_fresh() -> None:
 
 
 @FAST
-@given(secrets_, nonces, nonces)
-def test_proofs_verify_with_the_secret(secret: bytes, cn: bytes, sn: bytes) -> None:
-    assert auth.check(auth.server_proof(secret, cn, sn), auth.server_proof(secret, cn, sn))
-    assert auth.check(auth.client_proof(secret, cn, sn), auth.client_proof(secret, cn, sn))
-    assert len(auth.server_proof(secret, cn, sn)) == 32
+@given(secrets_, ids, ids, nonces, nonces, bindings)
+def test_proofs_verify_with_the_secret(secret, cid, sid, cn, sn, b) -> None:
+    t = auth.transcript(cid, sid, cn, sn, b)
+    assert auth.check(auth.join_proof(secret, t), auth.join_proof(secret, t))
+    assert len(auth.join_proof(secret, t)) == auth.PROOF_SIZE
 
 
 @FAST
-@given(secrets_, nonces, nonces)
-def test_server_and_client_proofs_differ(secret: bytes, cn: bytes, sn: bytes) -> None:
-    # a server's proof can never be replayed as a client's, even with the nonces swapped
-    server = auth.server_proof(secret, cn, sn)
-    assert server != auth.client_proof(secret, cn, sn)
-    assert server != auth.client_proof(secret, sn, cn)
-
-
-@FAST
-@given(secrets_, secrets_, nonces, nonces)
-def test_a_wrong_secret_fails(secret: bytes, other: bytes, cn: bytes, sn: bytes) -> None:
+@given(secrets_, secrets_, ids, ids, nonces, nonces, bindings)
+def test_a_wrong_secret_fails(secret, other, cid, sid, cn, sn, b) -> None:
     if other == secret:
         return
-    assert not auth.check(auth.server_proof(secret, cn, sn), auth.server_proof(other, cn, sn))
-    assert not auth.check(auth.client_proof(secret, cn, sn), auth.client_proof(other, cn, sn))
+    t = auth.transcript(cid, sid, cn, sn, b)
+    assert not auth.check(auth.join_proof(secret, t), auth.join_proof(other, t))
 
 
 @FAST
-@given(secrets_, nonces, nonces, nonces)
-def test_proofs_are_bound_to_both_nonces(secret: bytes, cn: bytes, sn: bytes, x: bytes) -> None:
-    proof = auth.server_proof(secret, cn, sn)
-    if x != cn:
-        assert not auth.check(auth.server_proof(secret, x, sn), proof)
-    if x != sn:
-        assert not auth.check(auth.server_proof(secret, cn, x), proof)
+@given(secrets_, ids, ids, nonces, nonces, bindings, ids, nonces, bindings)
+def test_proofs_are_bound_to_every_part(secret, cid, sid, cn, sn, b, x_id, x_nonce, x_b) -> None:
+    proof = auth.join_proof(secret, auth.transcript(cid, sid, cn, sn, b))
+    variants = [
+        (x_id, sid, cn, sn, b), (cid, x_id, cn, sn, b), (cid, sid, x_nonce, sn, b),
+        (cid, sid, cn, x_nonce, b), (cid, sid, cn, sn, x_b), (sid, cid, cn, sn, b),
+        (cid, sid, sn, cn, b),
+    ]
+    for v in variants:
+        if v != (cid, sid, cn, sn, b):
+            assert not auth.check(auth.join_proof(secret, auth.transcript(*v)), proof)
 
 
-def test_check_refuses_different_lengths() -> None:
-    proof = auth.client_proof(b"s", b"c" * 32, b"s" * 32)
-    assert not auth.check(proof, proof[:-1])
-    assert not auth.check(proof, b"")
+def test_parts_cannot_shift_into_each_other() -> None:
+    a = auth.transcript("ab", "c", b"n" * 16, b"m" * 16, b"")
+    b = auth.transcript("a", "bc", b"n" * 16, b"m" * 16, b"")
+    assert a != b

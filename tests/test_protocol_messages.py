@@ -118,9 +118,10 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
         addr=short_text(255),
         port=ports,
         last_seq=UINT,
+        cert=st.binary(max_size=64),
     ),
-    Challenge: st.builds(Challenge, nonce=nonces, proof=proofs, peer_id=peer_ids),
-    Auth: st.builds(Auth, proof=proofs),
+    Challenge: st.builds(Challenge, nonce=nonces, peer_id=peer_ids),
+    Auth: st.builds(Auth, proof=proofs, sig=st.binary(min_size=8, max_size=256)),
     Accept: st.builds(
         Accept,
         interval=st.floats(min_value=1e-3, max_value=1e5),
@@ -232,8 +233,8 @@ SAMPLE_ENTRY = Entry(
 SAMPLES: list[Message] = [
     Hello(proto="syncfs", ver=1, role="tracker", peer_id="peer-a", nonce=b"n" * 32,
           addr="127.0.0.12", port=7000, last_seq=5),
-    Challenge(nonce=b"m" * 32, proof=b"p" * 32, peer_id="tracker"),
-    Auth(proof=b"p" * 32),
+    Challenge(nonce=b"m" * 32, peer_id="tracker"),
+    Auth(proof=b"p" * 32, sig=b"s" * 70),
     Accept(interval=0.5, chunking=ChunkParams(1024, 4096, 16384), seq=3, max_frame=1 << 20,
            peers=(PeerInfo("peer-b", "127.0.0.13", 7001),)),
     Reject(reason="bad secret"),

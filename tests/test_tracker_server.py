@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from netkit import identity, join, named, open_tracker_tls, pid, tracker_fingerprint
 
-from syncfs.handshake import HandshakeFailed, client_handshake, make_hello
+from syncfs.handshake import HandshakeFailed, make_hello
+from syncfs.identity import Identity
 from syncfs.protocol import PROTO_NAME, auth
 from syncfs.protocol.entries import Chunk, Entry, Kind
 from syncfs.protocol.framing import encode_frame
@@ -34,6 +36,7 @@ from tracker.server import TrackerServer
 from tracker.state import TrackerState
 
 SECRET = b"test-share-secret"
+TRACKERS: dict[int, str] = {}  # port -> fingerprint of the tracker listening there
 DEADLINE = 20.0
 T0 = 1_795_515_300 * 1_000_000_000  # 2026-11-24 10:15:00 UTC
 
@@ -52,19 +55,14 @@ class Client:
 
     @classmethod
     async def connect(
-        cls, tracker_port: int, peer_id: str, secret: bytes = SECRET, **hello: object
+        cls, tracker_port: int, name: str, secret: bytes = SECRET, **hello: object
     ) -> "Client":
-        stream = await trio.open_tcp_stream("127.0.0.1", tracker_port)
-        link = FramedStream(stream)
-        try:
-            _, accept = await client_handshake(
-                link, secret, make_hello("tracker", peer_id, **hello)
-            )
-        except BaseException:
-            await link.aclose()
-            raise
-        link.max_frame = accept.max_frame
-        return cls(link, accept, peer_id)
+        """Join as the identity called ``name`` (its peer id is ``pid(name)``)."""
+        me = identity(name)
+        link, accept = await join(
+            "127.0.0.1", tracker_port, TRACKERS[tracker_port], secret, me, **hello
+        )
+        return cls(link, accept, me.id)
 
     async def send(self, msg: Message) -> None:
         await self.link.send(msg)
@@ -96,7 +94,8 @@ class Client:
 
 
 def peer_ids(msg: Peers) -> set[str]:
-    return {p.peer_id for p in msg.peers}
+    """The names of the peers listed."""
+    return set(named(p.peer_id for p in msg.peers))
 
 
 def serve(
@@ -109,9 +108,13 @@ def serve(
 
     async def main() -> None:
         with trio.fail_after(DEADLINE), TrackerState(tmp_path / "state") as state:
-            server = TrackerServer(state, SECRET, host="127.0.0.1", port=0, interval=interval, **kw)
+            me = Identity.load_or_create(tmp_path / "state" / "identity")
+            server = TrackerServer(
+                state, SECRET, identity=me, host="127.0.0.1", port=0, interval=interval, **kw
+            )
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(server.run)
+                TRACKERS[port] = me.id
                 await body(port, server)
                 nursery.cancel_scope.cancel()
 
@@ -126,7 +129,7 @@ def test_handshake_accept_then_empty_delta_then_peers(tmp_path):
         assert c.accept.max_frame == 16 * 1024 * 1024
         assert c.accept.seq == 0
         [me] = c.accept.peers
-        assert (me.peer_id, me.addr, me.port) == ("alice", "127.0.0.1", 4000)
+        assert (me.peer_id, me.addr, me.port) == (pid("alice"), "127.0.0.1", 4000)
         first = await c.link.receive_within(5)
         assert first == Table(rows=(), seq=0, caught_up=True)
         assert peer_ids(await c.next(Peers)) == {"alice"}
@@ -146,23 +149,21 @@ def test_wrong_secret_is_refused_and_learns_no_names(tmp_path, caplog):
             await Client.connect(port, "mallory", secret=b"wrong")
 
         # one that answers the challenge anyway is rejected, and that is all it gets
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        link = FramedStream(stream)
-        hello = make_hello("tracker", "mallory")
+        mallory = identity("mallory")
+        link, binding = await open_tracker_tls("127.0.0.1", port, TRACKERS[port])
+        hello = make_hello("tracker", mallory.id, cert=mallory.cert_der)
         await link.send(hello)
         challenge = await link.expect(Challenge, 5)
-        await link.send(Auth(auth.client_proof(b"wrong", hello.nonce, challenge.nonce)))
-        received = b""
-        while True:
-            data = await stream.receive_some(65536)
-            if not data:
-                break
-            received += data
+        t = auth.transcript(mallory.id, TRACKERS[port], hello.nonce, challenge.nonce, binding)
+        await link.send(Auth(auth.join_proof(b"wrong", t), mallory.sign(t)))
+        received = []
+        with pytest.raises(LinkClosed):
+            while True:
+                received.append(await link.receive_within(5))
         await link.aclose()
-        assert b"authentication failed" in received
-        assert b"very-secret-name" not in received
-        assert b"owner" not in received
-        assert server.online[0].peer_id == "owner" and len(server.online) == 1
+        assert [type(m) for m in received] == [Reject]
+        assert received[0].reason == "authentication failed"
+        assert server.online[0].peer_id == pid("owner") and len(server.online) == 1
         await owner.aclose()
 
     with caplog.at_level(logging.WARNING, logger="tracker"):
@@ -172,9 +173,8 @@ def test_wrong_secret_is_refused_and_learns_no_names(tmp_path, caplog):
 
 def test_wrong_protocol_version_gets_reject(tmp_path):
     async def body(port, server):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        link = FramedStream(stream)
-        await link.send(Hello(PROTO_NAME, 99, "tracker", "alice", auth.new_nonce()))
+        link, _ = await open_tracker_tls("127.0.0.1", port, TRACKERS[port])
+        await link.send(Hello(PROTO_NAME, 99, "tracker", pid("alice"), auth.new_nonce()))
         reply = await link.receive_within(5)
         assert isinstance(reply, Reject) and "version" in reply.reason
         with pytest.raises(LinkClosed):
@@ -206,13 +206,13 @@ def test_update_is_broadcast_to_every_peer_including_sender(tmp_path):
             table = await c.next(Table, lambda m: bool(m.rows))
             assert [r.entry.path for r in table.rows] == ["x/one.txt", "two"]
             assert [r.seq for r in table.rows] == [1, 2] and table.seq == 2
-            assert table.rows[0].holders == ("alice",)
+            assert named(table.rows[0].holders) == ("alice",)
         # a stale resend is ignored: nothing new is broadcast, the next change is seq 3
         await a.send(Update((entry("two", {"alice": 1}),)))
         await b.send(Have("two", {"alice": 1}))
         for c in (a, b):
             table = await c.next(Table, lambda m: bool(m.rows))
-            assert table.seq == 3 and table.rows[0].holders == ("alice", "bob")
+            assert table.seq == 3 and named(table.rows[0].holders) == ("alice", "bob")
         await a.aclose()
         await b.aclose()
 
@@ -278,7 +278,9 @@ def test_bad_path_closes_only_that_connection(tmp_path, caplog):
 
     with caplog.at_level(logging.WARNING, logger="tracker"):
         serve(tmp_path, body)
-    assert any("bad" in r.getMessage() and "passwd" in r.getMessage() for r in caplog.records)
+    assert any(
+        pid("bad") in r.getMessage() and "passwd" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_oversized_frame_closes_connection_and_server_keeps_serving(tmp_path, caplog):
@@ -287,6 +289,12 @@ def test_oversized_frame_closes_connection_and_server_keeps_serving(tmp_path, ca
         await big.link.stream.send_all(struct.pack(">I", 16 * 1024 * 1024 + 1) + b"\0" * 1024)
         await big.closed()
         # and before ACCEPT the limit is far smaller
+        link, _ = await open_tracker_tls("127.0.0.1", port, TRACKERS[port])
+        await link.stream.send_all(struct.pack(">I", 1024 * 1024) + b"\0" * 1024)
+        with pytest.raises(LinkClosed):
+            await link.receive_within(5)
+        await link.aclose()
+        # and bytes that are not TLS at all are refused as such
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         await stream.send_all(struct.pack(">I", 1024 * 1024) + b"\0" * 1024)
         assert await stream.receive_some(1024) == b""
@@ -348,12 +356,13 @@ def test_concurrent_updates_make_a_conflict_copy(tmp_path):
             table = await c.next(Table, lambda m: m.seq == 3)
             copy, winner = table.rows
             assert copy.seq == 2 and winner.seq == 3
-            assert copy.entry.path == "notes.sync-conflict-20261124-101500-alice00.txt"
+            # the origin is named by the first 7 characters of its id
+            assert copy.entry.path == f"notes.sync-conflict-20261124-101500-{pid('alice0000')[:7]}.txt"
             assert copy.entry.chunks[0].digest == bytes([1]) * 32
-            assert copy.holders == ("alice0000",)
+            assert named(copy.holders) == ("alice0000",)
             assert winner.entry.path == "notes.txt"
             assert winner.entry.version == {"alice0000": 1, "bob000000": 1}
-            assert winner.holders == ("bob000000",)
+            assert named(winner.holders) == ("bob000000",)
         await a.aclose()
         await b.aclose()
 
@@ -371,7 +380,7 @@ def test_full_queue_drops_only_the_slow_peer(tmp_path, caplog):
             e = Entry(f"f{n}", Kind.FILE, len(chunks), 0o644, T0, {"fast": 1}, chunks)
             await fast.send(Update((e,)))
             await fast.next(Table, lambda m, n=n: m.seq == n)
-        assert [p.peer_id for p in server.online] == ["fast"]
+        assert [p.peer_id for p in server.online] == [pid("fast")]
         await slow.closed()
         await fast.aclose()
 
@@ -411,7 +420,9 @@ def start_cli(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
         proc.kill()
         proc.wait()
         pytest.fail(f"unexpected first line {line!r}")
-    return proc, int(line.rsplit(":", 1)[1])
+    port = int(line.rsplit(":", 1)[1])
+    TRACKERS[port] = tracker_fingerprint(tmp_path / "st")
+    return proc, port
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -5,11 +5,16 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
 import trio
+
+from syncfs.identity import Identity, IdentityError
+from syncfs.invite import Invite
 
 from .server import DEFAULT_INTERVAL, TrackerServer
 from .state import StateError, TrackerState
@@ -18,6 +23,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7370
 SECRET_FILE = "secret"
+INVITE_FILE = "invite"
+IDENTITY_DIR = "identity"
+UNSPECIFIED = ("", "0.0.0.0", "::")
 
 
 class SecretError(Exception):
@@ -54,6 +62,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_INTERVAL,
         help="heartbeat interval in seconds; a peer silent for 3 intervals is dropped",
     )
+    parser.add_argument(
+        "--advertise",
+        default=None,
+        metavar="HOST",
+        help="the address peers reach this tracker at, for the join token "
+        "(default: --host, or this machine's name when --host is a wildcard)",
+    )
+    parser.add_argument(
+        "--print-invite",
+        action="store_true",
+        help="print the join token (tracker address, its certificate fingerprint and the "
+        "share secret) and exit",
+    )
+    parser.add_argument(
+        "--revoke",
+        metavar="PEER_ID",
+        action="append",
+        default=[],
+        help="refuse this peer from now on (a running tracker drops it within a second); "
+        "repeatable",
+    )
+    parser.add_argument(
+        "--list-peers", action="store_true", help="list the peers ever admitted, and exit"
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--log-file", type=Path, default=None, help="log here, not stderr")
     args = parser.parse_args(argv)
@@ -64,6 +96,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.secret is not None and not args.secret:
         parser.error("--secret must not be empty")
     return args
+
+
+def invite_for(args: argparse.Namespace, port: int, identity: Identity, secret: bytes) -> Invite:
+    host = args.advertise or (socket.getfqdn() if args.host in UNSPECIFIED else args.host)
+    return Invite(host, port, identity.id, secret.decode("utf-8", "replace"))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def load_secret(state_dir: Path) -> bytes:
@@ -98,12 +146,14 @@ def setup_logging(level: str, log_file: Path | None) -> None:
     root.setLevel(numeric)
 
 
-async def serve(server: TrackerServer) -> None:
+async def serve(server: TrackerServer, on_bound: "Callable[[int], None] | None" = None) -> None:
     """Run ``server`` until SIGTERM or SIGINT; print the listening line once bound."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(server.run)
             print(f"syncfs tracker listening on {server.host}:{port}", flush=True)
+            if on_bound is not None:
+                on_bound(port)
             async for signum in signals:
                 log.info("got %s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
@@ -120,14 +170,30 @@ def main(argv: list[str] | None = None) -> int:
     state_dir: Path = args.state_dir or default_state_dir()
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        first_start = not (state_dir / IDENTITY_DIR).exists()
+        identity = Identity.load_or_create(state_dir / IDENTITY_DIR, "syncfs tracker")
         secret = args.secret.encode() if args.secret is not None else load_secret(state_dir)
         state = TrackerState(state_dir)
-    except (OSError, SecretError, StateError) as exc:
+    except (OSError, SecretError, StateError, IdentityError) as exc:
         log.error("cannot start: %s", exc)
         return 1
-    server = TrackerServer(state, secret, host=args.host, port=args.port, interval=args.interval)
+    if args.print_invite or args.revoke or args.list_peers:
+        try:
+            return _offline_command(args, state, identity, secret)
+        finally:
+            state.close()
+
+    def on_bound(port: int) -> None:
+        invite = invite_for(args, port, identity, secret)
+        write_private(state_dir / INVITE_FILE, f"{invite}\n")
+        if first_start:
+            print(f"join token (give it to the peers of this share; it is a password):\n"
+                  f"  {invite}", flush=True)
+
+    server = TrackerServer(state, secret, identity=identity, host=args.host, port=args.port,
+                           interval=args.interval)
     try:
-        trio.run(serve, server)
+        trio.run(serve, server, on_bound)
     except KeyboardInterrupt:
         pass  # a SIGINT before the signal receiver was in place
     except BaseExceptionGroup as group:
@@ -139,4 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         state.close()
     log.info("tracker stopped")
+    return 0
+
+
+def _offline_command(args: argparse.Namespace, state: TrackerState, identity: Identity,
+                     secret: bytes) -> int:
+    for peer_id in args.revoke:
+        known = state.revoke(peer_id.strip().lower())
+        print(f"revoked {peer_id}" + ("" if known else " (never admitted: refused if it tries)"))
+    if args.list_peers:
+        for peer_id, revoked in state.admitted():
+            print(f"{peer_id}{'  revoked' if revoked else ''}")
+    if args.print_invite:
+        print(invite_for(args, args.port, identity, secret))
     return 0

@@ -8,13 +8,21 @@ queue) is dropped instead of holding up the others; it reconnects and catches up
 delta.
 """
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Awaitable
 
 import trio
 
-from syncfs.handshake import HandshakeFailed, server_handshake
+from syncfs.handshake import (
+    HandshakeFailed,
+    admit_peer,
+    channel_binding,
+    server_context,
+    tls_accept,
+)
+from syncfs.identity import Identity
 from syncfs.protocol.errors import ProtocolError
 from syncfs.protocol.framing import DEFAULT_MAX_FRAME
 from syncfs.protocol.messages import (
@@ -42,7 +50,12 @@ MAX_FRAME = DEFAULT_MAX_FRAME
 BATCH_ROWS = 500
 QUEUE_SIZE = 1000
 SILENT_INTERVALS = 3
-HANDSHAKE_DEADLINE = 20.0
+HANDSHAKE_DEADLINE = 15.0
+# connections not yet through the handshake: beyond these, new ones are closed at once
+MAX_PENDING = 512
+MAX_PENDING_PER_IP = 64
+MAX_SESSIONS = 10_000
+REVOCATION_POLL = 1.0
 MIN_SEND_TIMEOUT = 10.0
 UNSPECIFIED_ADDRS = ("", "0.0.0.0", "::")
 
@@ -93,6 +106,7 @@ class TrackerServer:
         state: TrackerState,
         secret: bytes,
         *,
+        identity: Identity,
         host: str = "0.0.0.0",
         port: int = 0,
         interval: float = DEFAULT_INTERVAL,
@@ -106,7 +120,11 @@ class TrackerServer:
         self.interval = interval
         self.chunking = chunking
         self.queue_size = queue_size
+        self.identity = identity
+        self._tls = server_context(identity)
         self._online: dict[str, _Session] = {}
+        self._pending: collections.Counter[str] = collections.Counter()
+        self._revoked = state.revoked()
 
     @property
     def online(self) -> list[PeerInfo]:
@@ -127,25 +145,54 @@ class TrackerServer:
         log.info("tracker listening on %s:%d", self.host, port)
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
+            nursery.start_soon(self._watch_revocations)
             task_status.started(port)
+
+    async def _watch_revocations(self) -> None:
+        """Pick up ``syncfs tracker --revoke`` (written to the state by another process)."""
+        while True:
+            await trio.sleep(REVOCATION_POLL)
+            self.apply_revocations()
+
+    def apply_revocations(self) -> None:
+        revoked = self.state.revoked()
+        if revoked == self._revoked:
+            return
+        self._revoked = revoked
+        for peer_id in revoked & self._online.keys():
+            session = self._online[peer_id]
+            log.warning("dropping %s: revoked", peer_id)
+            session.drop("revoked")
+            self._forget(session)
+        self._broadcast(Peers(tuple(self.online)))
 
     # -- one connection --------------------------------------------------------
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        link = FramedStream(stream)
         remote = _remote_ip(stream)
+        pending = sum(self._pending.values())
+        if (pending >= MAX_PENDING or self._pending[remote] >= MAX_PENDING_PER_IP
+                or len(self._online) >= MAX_SESSIONS):
+            log.info("refused a connection from %s: too many connections", remote)
+            await trio.aclose_forcefully(stream)
+            return
+        link = FramedStream(stream)
         try:
-            await self._session(link, remote)
+            await self._session(link, stream, remote)
         except Exception:
             # a bug must not take the whole tracker down with it
             log.exception("unexpected error on the connection from %s", remote)
         finally:
             await link.aclose()
 
-    async def _session(self, link: FramedStream, remote: str) -> None:
+    async def _session(self, link: FramedStream, stream: trio.SocketStream, remote: str) -> None:
+        self._pending[remote] += 1
         try:
             with trio.fail_after(HANDSHAKE_DEADLINE):
-                hello = await server_handshake(link, self.secret, role="tracker")
+                tls = await tls_accept(stream, self._tls, remote)
+                link.stream = tls
+                hello = await admit_peer(link, self.identity.id, self.secret,
+                                         channel_binding(tls), self._revoked)
         except HandshakeFailed as exc:
             log.warning("handshake with %s failed: %s", remote, exc)
             return
@@ -158,6 +205,11 @@ class TrackerServer:
         except LinkClosed:
             log.info("%s closed the link during the handshake", remote)
             return
+        finally:
+            self._pending[remote] -= 1
+            if not self._pending[remote]:
+                del self._pending[remote]
+        self.state.admit(hello.peer_id, hello.cert)
 
         old = self._online.get(hello.peer_id)
         if old is not None:
@@ -173,7 +225,7 @@ class TrackerServer:
             self._forget(old)
 
         addr = remote if hello.addr in UNSPECIFIED_ADDRS else hello.addr
-        info = PeerInfo(hello.peer_id, addr, hello.port)
+        info = PeerInfo(hello.peer_id, addr, hello.port, hello.cert)
         queue, outbox = trio.open_memory_channel[Message](self.queue_size)
         session = _Session(info, link, queue, outbox, trio.CancelScope(), trio.current_time())
         since = hello.last_seq

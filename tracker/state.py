@@ -10,6 +10,7 @@ some call, and the sequence never goes back.
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,12 @@ CREATE TABLE IF NOT EXISTS rows (
     holders BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS rows_by_seq ON rows (seq);
+CREATE TABLE IF NOT EXISTS peers (
+    peer_id TEXT PRIMARY KEY,
+    cert BLOB,
+    admitted_ns INTEGER,
+    revoked_ns INTEGER
+);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 """
 
@@ -150,6 +157,45 @@ class TrackerState:
             self._set_seq(seq)
         self._seq = seq
         return TableRow(updated.entry, seq, updated.holders)
+
+    # -- identities -------------------------------------------------------------
+
+    def admit(self, peer_id: str, cert: bytes) -> None:
+        """Record that ``peer_id`` (with certificate ``cert``) proved the share secret."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO peers (peer_id, cert, admitted_ns) VALUES (?, ?, ?) "
+                "ON CONFLICT (peer_id) DO UPDATE SET cert = excluded.cert, "
+                "admitted_ns = coalesce(peers.admitted_ns, excluded.admitted_ns)",
+                (peer_id, cert, time.time_ns()),
+            )
+
+    def revoke(self, peer_id: str) -> bool:
+        """Refuse ``peer_id`` from now on (a running tracker notices within a second).
+
+        Returns whether the peer had ever been admitted; an unknown id is revoked all the same.
+        """
+        with self._transaction():
+            known = self._db.execute(
+                "SELECT admitted_ns FROM peers WHERE peer_id = ?", (peer_id,)
+            ).fetchone()
+            self._db.execute(
+                "INSERT INTO peers (peer_id, revoked_ns) VALUES (?, ?) "
+                "ON CONFLICT (peer_id) DO UPDATE SET revoked_ns = excluded.revoked_ns",
+                (peer_id, time.time_ns()),
+            )
+        return bool(known and known[0])
+
+    def revoked(self) -> frozenset[str]:
+        found = self._db.execute("SELECT peer_id FROM peers WHERE revoked_ns IS NOT NULL")
+        return frozenset(r[0] for r in found)
+
+    def admitted(self) -> list[tuple[str, bool]]:
+        """Every peer that ever joined: (peer id, revoked), in the order they first joined."""
+        found = self._db.execute(
+            "SELECT peer_id, revoked_ns IS NOT NULL FROM peers ORDER BY admitted_ns"
+        )
+        return [(r[0], bool(r[1])) for r in found]
 
     def close(self) -> None:
         self._db.close()

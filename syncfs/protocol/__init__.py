@@ -4,4 +4,4 @@ Nothing here imports trio or pyfuse3, so the tracker, the peer and the fuzzers s
 """
 
 PROTO_NAME = "syncfs"
-PROTO_VERSION = 1
+PROTO_VERSION = 2

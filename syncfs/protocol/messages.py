@@ -5,6 +5,7 @@ ProtocolError; ``encode_message`` turns a message into frame bytes.
 """
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -24,6 +25,8 @@ MAX_NONCE = 64
 MAX_LIST = 100_000
 MAX_REASON = 1024
 MAX_CHUNK_DATA = 16 * 1024 * 1024
+MAX_CERT = 4096
+MAX_SIGNATURE = 256
 
 
 def _str(limit: int) -> Callable[[object], str]:
@@ -110,9 +113,17 @@ class _Wire:
 
 @dataclasses.dataclass(frozen=True)
 class PeerInfo(_Wire):
+    """An admitted peer online now: where it serves chunks and its certificate (DER),
+    whose SHA-256 fingerprint is its id."""
+
     peer_id: str = field(require_peer_id)
     addr: str = field(_str(255))
     port: int = field(_port)
+    cert: bytes = field(_bytes(0, MAX_CERT), default=b"")
+
+    def __post_init__(self) -> None:
+        if self.cert and hashlib.sha256(self.cert).hexdigest() != self.peer_id:
+            raise ProtocolError("peer id is not the fingerprint of its certificate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +157,9 @@ class Message(_Wire):
 
 @dataclasses.dataclass(frozen=True)
 class Hello(Message):
-    """First frame of every link. ``role`` is 'tracker' (peer to tracker) or 'p2p'."""
+    """First frame of every link (inside TLS). ``role`` is 'tracker' (peer to tracker) or
+    'p2p'. ``cert``: the peer's certificate (DER) on tracker links, where TLS does not
+    carry it; ``peer_id`` is its fingerprint."""
 
     TYPE = "hello"
     proto: str = field(_str(32))
@@ -157,22 +170,26 @@ class Hello(Message):
     addr: str = field(_str(255), default="")
     port: int = field(_port, default=0)
     last_seq: int = field(_uint, default=0)
+    cert: bytes = field(_bytes(0, MAX_CERT), default=b"")
 
 
 @dataclasses.dataclass(frozen=True)
 class Challenge(Message):
-    """The server's nonce and its proof that it knows the share secret."""
+    """The tracker's nonce (the tracker itself is known by its TLS certificate)."""
 
     TYPE = "challenge"
     nonce: bytes = field(_bytes(16, MAX_NONCE))
-    proof: bytes = field(_bytes(32, 32))
     peer_id: str = field(require_peer_id, default="tracker")
 
 
 @dataclasses.dataclass(frozen=True)
 class Auth(Message):
+    """The joining peer's proof of the share secret and its signature, over one transcript
+    (``syncfs.protocol.auth.transcript``)."""
+
     TYPE = "auth"
     proof: bytes = field(_bytes(32, 32))
+    sig: bytes = field(_bytes(8, MAX_SIGNATURE))
 
 
 @dataclasses.dataclass(frozen=True)
