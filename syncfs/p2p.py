@@ -1,7 +1,6 @@
 """Peer-to-peer chunk transfer: a server that answers GET from the local store, and a pool
 of client connections that fetch chunks by digest, verified, from the peers holding them."""
 
-import collections
 import itertools
 import logging
 import ssl
@@ -22,6 +21,7 @@ from .handshake import (
     trust,
 )
 from .identity import Identity
+from .limits import HandshakeSlots
 from .protocol.errors import ProtocolError
 from .protocol.framing import DEFAULT_MAX_FRAME
 from .protocol.messages import Accept, Data, Get, Missing, PeerInfo, Reject
@@ -90,7 +90,7 @@ class ChunkServer:
         self.host = host
         self.port = port
         self.bytes_sent = 0
-        self._pending: collections.Counter[str] = collections.Counter()
+        self._handshakes = HandshakeSlots(MAX_PENDING, MAX_PENDING_PER_IP)
         self._links: dict[str, set[trio.CancelScope]] = {}
         pool.on_peers_changed.append(self._peers_changed)
 
@@ -111,8 +111,7 @@ class ChunkServer:
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         remote = _remote_ip(stream)
-        if (sum(self._pending.values()) >= MAX_PENDING or self._pending[remote] >= MAX_PENDING_PER_IP
-                or sum(len(v) for v in self._links.values()) >= MAX_LINKS):
+        if sum(len(v) for v in self._links.values()) >= MAX_LINKS:
             log.info("refused a chunk link from %s: too many connections", remote)
             await trio.aclose_forcefully(stream)
             return
@@ -120,24 +119,21 @@ class ChunkServer:
         who = remote
         scope = trio.CancelScope()
         try:
-            self._pending[remote] += 1
-            try:
-                with trio.fail_after(HANDSHAKE_DEADLINE):
-                    tls = await tls_accept(stream, self.pool.server_tls, remote)
-                    link.stream = tls
-                    client_id = peer_id_of(tls) or ""
-                    who = f"{client_id[:16]} ({remote})"
-                    await p2p_welcome(link, client_id)
-                    if client_id not in self.pool.peers:
-                        await link.send(Reject("not a peer of this share"))
-                        raise HandshakeFailed(f"{client_id} is not on the tracker's list")
-                    if len(self._links.get(client_id, ())) >= MAX_LINKS_PER_PEER:
-                        await link.send(Reject("too many links"))
-                        raise HandshakeFailed(f"{client_id} has too many links open")
-            finally:
-                self._pending[remote] -= 1
-                if not self._pending[remote]:
-                    del self._pending[remote]
+            with self._handshakes.hold(remote) as slot, slot, trio.fail_after(HANDSHAKE_DEADLINE):
+                tls = await tls_accept(stream, self.pool.server_tls, remote)
+                link.stream = tls
+                client_id = peer_id_of(tls) or ""
+                who = f"{client_id[:16]} ({remote})"
+                await p2p_welcome(link, client_id)
+                if client_id not in self.pool.peers:
+                    await link.send(Reject("not a peer of this share"))
+                    raise HandshakeFailed(f"{client_id} is not on the tracker's list")
+                if len(self._links.get(client_id, ())) >= MAX_LINKS_PER_PEER:
+                    await link.send(Reject("too many links"))
+                    raise HandshakeFailed(f"{client_id} has too many links open")
+            if slot.cancelled_caught:
+                log.info("closed a pending chunk link from %s to make room for newer ones", remote)
+                return
             self._links.setdefault(client_id, set()).add(scope)
             with scope:
                 await self._answer(link, who)

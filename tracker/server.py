@@ -8,7 +8,6 @@ queue) is dropped instead of holding up the others; it reconnects and catches up
 delta.
 """
 
-import collections
 import dataclasses
 import logging
 from collections.abc import Awaitable
@@ -23,6 +22,7 @@ from syncfs.handshake import (
     tls_accept,
 )
 from syncfs.identity import Identity
+from syncfs.limits import HandshakeSlots
 from syncfs.protocol.errors import ProtocolError
 from syncfs.protocol.framing import DEFAULT_MAX_FRAME
 from syncfs.protocol.messages import (
@@ -123,7 +123,7 @@ class TrackerServer:
         self.identity = identity
         self._tls = server_context(identity)
         self._online: dict[str, _Session] = {}
-        self._pending: collections.Counter[str] = collections.Counter()
+        self._handshakes = HandshakeSlots(MAX_PENDING, MAX_PENDING_PER_IP)
         self._revoked = state.revoked()
 
     @property
@@ -170,9 +170,7 @@ class TrackerServer:
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         remote = _remote_ip(stream)
-        pending = sum(self._pending.values())
-        if (pending >= MAX_PENDING or self._pending[remote] >= MAX_PENDING_PER_IP
-                or len(self._online) >= MAX_SESSIONS):
+        if len(self._online) >= MAX_SESSIONS:
             log.info("refused a connection from %s: too many connections", remote)
             await trio.aclose_forcefully(stream)
             return
@@ -186,13 +184,15 @@ class TrackerServer:
             await link.aclose()
 
     async def _session(self, link: FramedStream, stream: trio.SocketStream, remote: str) -> None:
-        self._pending[remote] += 1
         try:
-            with trio.fail_after(HANDSHAKE_DEADLINE):
+            with self._handshakes.hold(remote) as slot, slot, trio.fail_after(HANDSHAKE_DEADLINE):
                 tls = await tls_accept(stream, self._tls, remote)
                 link.stream = tls
                 hello = await admit_peer(link, self.identity.id, self.secret,
                                          channel_binding(tls), self._revoked)
+            if slot.cancelled_caught:
+                log.info("closed a pending connection from %s to make room for newer ones", remote)
+                return
         except HandshakeFailed as exc:
             log.warning("handshake with %s failed: %s", remote, exc)
             return
@@ -205,10 +205,6 @@ class TrackerServer:
         except LinkClosed:
             log.info("%s closed the link during the handshake", remote)
             return
-        finally:
-            self._pending[remote] -= 1
-            if not self._pending[remote]:
-                del self._pending[remote]
         self.state.admit(hello.peer_id, hello.cert)
 
         old = self._online.get(hello.peer_id)
