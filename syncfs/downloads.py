@@ -39,6 +39,7 @@ class Partial:
     offsets: list[int] = dataclasses.field(default_factory=list)
     inflight: dict[int, trio.Event] = dataclasses.field(default_factory=dict)
     unsynced: list[int] = dataclasses.field(default_factory=list)
+    record_lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
     filling: bool = False
     cancelled: bool = False
     retry_at: float = 0.0
@@ -167,7 +168,7 @@ class Downloader:
                 nursery.start_soon(one, i)
         if errors:
             raise errors[0]
-        await self._settle(p)
+        await self.settle(p)
 
     def read_ahead(self, nursery: trio.Nursery, p: Partial, after: int) -> None:
         for i in range(after + 1, min(after + 1 + READ_AHEAD, len(p.row.entry.chunks))):
@@ -218,7 +219,9 @@ class Downloader:
             await trio.to_thread.run_sync(_write_at, path, data, p.offsets[i])
         p.present.add(i)
         p.unsynced.append(i)
-        if len(p.unsynced) >= SYNC_EVERY or trio.current_time() - p.recorded_at > SYNC_SECONDS:
+        if p.complete:
+            await self.settle(p)  # whoever fetched the last chunk (fill, read, read-ahead)
+        elif len(p.unsynced) >= SYNC_EVERY or trio.current_time() - p.recorded_at > SYNC_SECONDS:
             await self._record(p)
 
     async def _throttle(self, n: int) -> None:
@@ -230,20 +233,25 @@ class Downloader:
         await trio.sleep_until(self._rate_free_at)
 
     async def _record(self, p: Partial) -> None:
-        """Make written chunks durable, then say so: the order that makes resume safe."""
-        batch, p.unsynced = p.unsynced, []
-        p.recorded_at = trio.current_time()
-        if not batch or p.cancelled:
-            return
-        await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))
-        if p.cancelled or p.data_id not in self.partials:
-            return
-        entry = p.row.entry
-        with self.store.transaction():
-            self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(sorted(p.present)))
-            self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
+        """Make written chunks durable, then say so: the order that makes resume safe.
 
-    async def _settle(self, p: Partial) -> None:
+        Serialized per partial, so that settling waits for a record still in flight.
+        """
+        async with p.record_lock:
+            batch, p.unsynced = p.unsynced, []
+            p.recorded_at = trio.current_time()
+            if not batch or p.cancelled:
+                return
+            await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))
+            if p.cancelled:
+                return
+            entry = p.row.entry
+            with self.store.transaction():
+                if p.data_id in self.partials:
+                    self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(sorted(p.present)))
+                self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
+
+    async def settle(self, p: Partial) -> None:
         await self._record(p)
         if p.complete and not p.cancelled and p.data_id in self.partials:
             del self.partials[p.data_id]
@@ -253,7 +261,7 @@ class Downloader:
 
     async def complete(self, p: Partial, timeout: float) -> None:
         await self.ensure(p, range(len(p.row.entry.chunks)), timeout)
-        await self._settle(p)
+        await self.settle(p)
 
     async def read_local_chunk(self, want: bytes, length: int | None = None) -> bytes | None:
         """The bytes of chunk ``want`` from any local data file, verified; None if absent."""

@@ -146,3 +146,15 @@ def test_sigkill_of_receiver_resumes_without_refetching(cluster):
     wait_content(p2, "resume", data, timeout=90)
     got_after = received(p2)  # counters restart with the process
     assert got_after < size, f"refetched {got_after} bytes of {size}"
+
+
+def test_on_demand_file_read_whole_becomes_complete_and_served(cluster):
+    p1 = cluster.add_peer()
+    p2 = cluster.add_peer(extra_args=["--on-demand"])
+    data = write_random(p1.path("doc"), 8 * MiB, 7)
+    wait_for(lambda: p2.path("doc").stat().st_size == len(data), what="the stale file on p2")
+    assert p2.path("doc").read_bytes() == data
+    wait_for(lambda: not fresh_stats(p2)["stale"], what="p2 to count the file complete")
+    p1.stop()  # p2 announced it, so a third peer can fetch it from p2 alone
+    p3 = cluster.add_peer(extra_args=["--on-demand"])
+    wait_content(p3, "doc", data)
