@@ -299,3 +299,25 @@ def test_get_flood_and_idle_connections_do_not_starve_other_peers(cluster, tmp_p
           f"connections; ratio {under_flood / baseline:.2f}")
     assert served > 0, "the flood never reached p1: the test proved nothing"
     assert under_flood < max(6 * baseline, baseline + 15)
+
+
+def test_only_the_mounting_user_enters_unless_allow_other(cluster):
+    p1 = cluster.add_peer()
+    p2 = cluster.add_peer(extra_args=["--allow-other"])
+    options = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            options[fields[4]] = fields[5] + "," + line.split(" - ")[1]
+    assert "default_permissions" in options[str(p1.mnt)]
+    assert "allow_other" not in options[str(p1.mnt)] and "allow_other" in options[str(p2.mnt)]
+    p1.path("mine.txt").write_text("private")
+    # let another user reach the mount points (pytest's directories are 0700)
+    for peer in (p1, p2):
+        for parent in peer.mnt.parents:
+            if parent == cluster.tmp_path.parent.parent:
+                break
+            os.chmod(parent, 0o755)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "ls"]
+    assert subprocess.run([*nobody, str(p1.mnt)], capture_output=True, timeout=30).returncode != 0
+    assert subprocess.run([*nobody, str(p2.mnt)], capture_output=True, timeout=30).returncode == 0
