@@ -216,6 +216,7 @@ class Downloader:
             if p.cancelled:
                 return
             path = self.store.data_path(p.data_id)
+            self.store.ensure_room(len(data))  # the sparse file grows by at most this
             await trio.to_thread.run_sync(_write_at, path, data, p.offsets[i])
         p.present.add(i)
         p.unsynced.append(i)

@@ -279,9 +279,13 @@ class Engine:
         except KeyError:
             raise FsError(errno.EBADF) from None
 
-    def will_write(self, handle: Handle) -> None:
-        """Before the first write through ``handle``: remember the inode must be committed,
-        so that even a crash right after the bytes change cannot forget them."""
+    def will_write(self, handle: Handle, offset: int, length: int) -> None:
+        """Before a write through ``handle``: refuse it if the store is full (keeping room
+        for metadata), and on the first write remember the inode must be committed, so that
+        even a crash right after the bytes change cannot forget them."""
+        live = self.live[handle.ino]
+        if offset + length > live.size:
+            self.store.ensure_room(offset + length - live.size)
         if not handle.dirty:
             self.wrote(handle, 0, 0)
 
@@ -767,6 +771,7 @@ class Engine:
                     and self.store.trash_ids():
                 with self.store.transaction():
                     self.store.trash_purge()
+                self.downloader.retry_all()  # space came back: downloads that ran out of it retry
             with trio.move_on_at(next_retry):
                 await self.downloader.wake.wait()
 

@@ -8,6 +8,7 @@ import errno
 import functools
 import logging
 import os
+import sqlite3
 import stat
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -38,8 +39,14 @@ def translated(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         except FsError as exc:
             raise pyfuse3.FUSEError(exc.errno) from None
         except OSError as exc:
-            log.warning("%s failed: %s", fn.__name__, exc)
+            if exc.errno != errno.ENOSPC:
+                log.warning("%s failed: %s", fn.__name__, exc)
             raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc):
+                raise
+            log.warning("%s failed: the store's disk is full", fn.__name__)
+            raise pyfuse3.FUSEError(errno.ENOSPC) from None
         except Exception:
             log.exception("%s failed unexpectedly", fn.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None
@@ -225,7 +232,7 @@ class Operations(pyfuse3.Operations):
     @translated
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self.engine.handle(fh)
-        self.engine.will_write(handle)
+        self.engine.will_write(handle, off, len(buf))
         n = os.pwrite(handle.fd, buf, off)
         self.engine.wrote(handle, off, n)
         return n

@@ -342,6 +342,9 @@ class PeerPool:
             # a chunk takes at most a few seconds even on a slow link; a stalled peer loses it
             with trio.fail_after(max(30.0, length / (1 << 20))):
                 msg = await receive.receive()
+        if msg is None:
+            # the link broke before the answer: that says nothing about the peer's bytes
+            raise LinkClosed(conn.failed or "link closed")
         if not isinstance(msg, Data):
             return None
         if len(msg.data) != length or digest(msg.data) != want:
@@ -360,11 +363,15 @@ class PeerPool:
         candidates = [h for h in self.online(others)
                       if (not avoid or h not in avoid) and self._bad.get(h, 0) <= now]
         if not candidates:
-            raise ChunkUnavailable(want, "no online peer holds it", lost=not others)
+            # only this peer is listed (and lacks it): nobody else can have it
+            raise ChunkUnavailable(want, "no online peer holds it", lost=bool(holders) and not others)
         start = next(self._rr) % len(candidates)
         errors = []
         missing = 0
         for pid in candidates[start:] + candidates[:start]:
+            if pid not in self.peers:
+                errors.append(f"{pid}: went offline")  # left while we asked another
+                continue
             try:
                 data = await self._fetch_from(pid, want, length)
             except BadChunk as exc:

@@ -23,6 +23,7 @@ from .protocol.paths import join
 log = logging.getLogger(__name__)
 
 ROOT_INO = 1
+RESERVE = 8 * 1024 * 1024  # kept free for SQLite: deleting files must work on a full disk
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
@@ -445,6 +446,13 @@ class Store:
         rows = self.db.execute("SELECT path FROM nodes WHERE name LIKE '%.sync-conflict-%' ORDER BY path LIMIT ?", (limit,))
         return [r[0] for r in rows.fetchall()]
 
+    def ensure_room(self, nbytes: int) -> None:
+        """Raise ENOSPC unless ``nbytes`` more fit and leave ``RESERVE`` for the metadata:
+        a store whose disk is full must still record deletions, or no space comes back."""
+        st = os.statvfs(self.data_dir)
+        if st.f_bavail * st.f_frsize < nbytes + RESERVE:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     def statvfs(self) -> os.statvfs_result:
         return os.statvfs(self.root)
 
@@ -461,10 +469,17 @@ class _Transaction:
             try:
                 self.db.execute("COMMIT")
             except sqlite3.Error:
-                self.db.execute("ROLLBACK")
+                _rollback(self.db)
                 raise
         else:
-            self.db.execute("ROLLBACK")
+            _rollback(self.db)
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        pass  # SQLite already rolled back (e.g. after "database or disk is full")
 
 
 class _Savepoint:
