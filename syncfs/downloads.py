@@ -9,6 +9,7 @@ resumes from every verified chunk and never returns bytes that were not verified
 
 import bisect
 import dataclasses
+import errno
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -47,6 +48,7 @@ class Partial:
     lost_since: float | None = None
     attempted: bool = False  # had a first fill (local chunks copied)
     must_fill: bool = False  # fill even in --on-demand mode (renamed or changed here)
+    repair: bool = False  # a complete local copy found corrupt: refetch, never drop
     backoff: float = RETRY_INITIAL
     last_error: str = ""
 
@@ -82,6 +84,8 @@ class Downloader:
         self.pool = pool
         self.on_complete = on_complete
         self.partials: dict[int, Partial] = {}
+        # (data_id, offset, length, why): a local chunk failed its check
+        self.on_corrupt: Callable[[int, int, int, str], None] = lambda *_: None
         self._limit = trio.CapacityLimiter(16)
         self.bytes_local = 0
         self.wake = trio.Event()
@@ -92,7 +96,9 @@ class Downloader:
     def load(self) -> None:
         for data_id, raw_row, raw_present in self.store.partials():
             row = TableRow.from_wire(msgpack.unpackb(raw_row))
-            self.partials[data_id] = Partial(data_id, row, set(msgpack.unpackb(raw_present)))
+            repair = row.seq == 0  # made here to mend a damaged local copy (see Engine)
+            self.partials[data_id] = Partial(data_id, row, set(msgpack.unpackb(raw_present)),
+                                             repair=repair, must_fill=repair)
 
     def add(self, data_id: int, row: TableRow) -> Partial:
         p = Partial(data_id, row, set())
@@ -271,8 +277,13 @@ class Downloader:
                 continue
             try:
                 data = await trio.to_thread.run_sync(_read_verified, self.store.data_path(data_id), offset, n, want)
-            except OSError:
-                continue
+            except OSError as exc:
+                data = None
+                if exc.errno != errno.ENOENT:  # gone is normal (deleted meanwhile); unreadable is not
+                    self.on_corrupt(data_id, offset, n, f"unreadable: {exc}")
+            else:
+                if data is None:
+                    self.on_corrupt(data_id, offset, n, "its digest does not match")
             if data is not None:
                 return data
         return None

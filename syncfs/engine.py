@@ -89,6 +89,7 @@ class Engine:
         self.fetch_timeout = fetch_timeout
         self.frontend: Frontend = _NoFrontend()
         self.downloader = Downloader(store, pool, self._on_complete)
+        self.downloader.on_corrupt = self._local_chunk_corrupt
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
         self.live: dict[int, LiveAttrs] = {}
@@ -740,8 +741,30 @@ class Engine:
         self.errors.append((time.time(), message))
         del self.errors[:-20]
 
+    def _local_chunk_corrupt(self, data_id: int, offset: int, length: int, why: str) -> None:
+        """A chunk of a local data file failed its check: stop offering it, and if it belongs
+        to a complete file, fetch that chunk again from the other peers."""
+        with self.store.transaction():
+            self.store.unindex_at(data_id, offset)
+            node = self.store.node_with_data(data_id)
+            if node is None or node.kind is not Kind.FILE or data_id in self.downloader.partials \
+                    or self._busy(node.ino):
+                return
+            offsets = chunking.offsets(node.chunks)
+            bad = [i for i, o in enumerate(offsets) if o == offset and node.chunks[i].length == length]
+            if not bad:
+                return
+            self.note_error(f"local copy of {node.path} is damaged at byte {offset} ({why}); fetching it again")
+            row = TableRow(node.entry(), 0, tuple(self.pool.peers))  # seq 0 marks a repair
+            p = self.downloader.add(data_id, row)
+            p.present = set(range(len(node.chunks))) - set(bad)
+            p.repair = p.must_fill = True
+            self.store.partial_put(data_id, msgpack.packb(row.to_wire()), msgpack.packb(sorted(p.present)))
+
     def _on_complete(self, partial: Partial) -> None:
         node = self.store.node_with_data(partial.data_id)
+        if node is not None and partial.repair:
+            self.frontend.invalidate_inode(node.ino)  # pages of the damaged bytes may be cached
         if node is not None:
             # renamed or chmodded here meanwhile: announce what the file is now
             self.haves.append(Have(node.path, node.version))
@@ -798,7 +821,7 @@ class Engine:
             await self.downloader.fill(p)
         except ChunkUnavailable as exc:
             now = trio.current_time()
-            if exc.lost and p.row.holders:
+            if exc.lost and p.row.holders and not p.repair:
                 # a link that broke mid-answer looks the same once: drop only when it lasts
                 if p.lost_since is None:
                     p.lost_since = now

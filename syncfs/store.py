@@ -419,6 +419,9 @@ class Store:
             [(c.digest, data_id, offset, c.length) for c, offset in placed],
         )
 
+    def unindex_at(self, data_id: int, offset: int) -> None:
+        self.db.execute("DELETE FROM chunk_index WHERE data_id=? AND offset=?", (data_id, offset))
+
     def unindex(self, data_id: int) -> None:
         self.db.execute("DELETE FROM chunk_index WHERE data_id=?", (data_id,))
 
