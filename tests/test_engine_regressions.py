@@ -7,48 +7,16 @@ import os
 import pyfuse3
 import pytest
 import trio
+from enginekit import outbox, run_with_ops, settle
 
 import syncfs.downloads as downloads
 import syncfs.engine as engine_mod
 from syncfs.chunking import chunk_bytes
-from syncfs.engine import Engine
-from syncfs.fs import Operations
-from syncfs.p2p import PeerPool
 from syncfs.protocol.entries import Entry, Kind
 from syncfs.protocol.messages import Table, TableRow
-from syncfs.store import ROOT_INO, Store
+from syncfs.store import ROOT_INO
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def run_with_ops(tmp_path, body):
-    store = Store(tmp_path / "store")
-    store.open()
-
-    async def main():
-        engine = Engine(store, PeerPool(b"secret", store.peer_id, None), fetch_timeout=0.5)
-        ops = Operations(engine)
-        engine.frontend = ops
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.pool.run)
-            await nursery.start(engine.run)
-            await body(ops, engine, store)
-            nursery.cancel_scope.cancel()
-
-    try:
-        trio.run(main)
-    finally:
-        store.close()
-
-
-async def settle(engine):
-    with trio.fail_after(10):
-        while engine._commit_queue or engine._committing:
-            await trio.sleep(0.01)
-
-
-def outbox(store):
-    return {e.path: e for _, e in store.outbox_after(0, 1000)}
 
 
 def frow(path, data, version, seq, holders=("other",), mtime=5):
@@ -73,7 +41,7 @@ def test_rename_right_after_close_publishes_the_new_bytes_at_the_target(tmp_path
         assert e.size == 19 and e.chunks == tuple(chunk_bytes(b"new content, longer"))
         assert e.version[engine.peer_id] > old[engine.peer_id]  # dominates what it replaced
 
-    run_with_ops(tmp_path, body)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)
 
 
 def test_mtime_set_right_after_close_is_published_with_the_new_bytes(tmp_path):
@@ -86,7 +54,7 @@ def test_mtime_set_right_after_close_is_published_with_the_new_bytes(tmp_path):
         e = outbox(store)["f"]
         assert (e.size, e.mtime_ns) == (7, 123)
 
-    run_with_ops(tmp_path, body)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)
 
 
 def test_chmod_of_a_stale_file_does_not_claim_its_bytes(tmp_path):
@@ -97,7 +65,7 @@ def test_chmod_of_a_stale_file_does_not_claim_its_bytes(tmp_path):
         e = outbox(store)["f"]
         assert e.mode == 0o600 and not e.held
 
-    run_with_ops(tmp_path, body)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)
 
 
 def test_read_of_a_stale_file_replaced_meanwhile_is_eio_not_holes(tmp_path):
@@ -111,7 +79,7 @@ def test_read_of_a_stale_file_replaced_meanwhile_is_eio_not_holes(tmp_path):
         assert info.value.errno == errno.EIO
         await ops.open(f.st_ino, os.O_RDONLY, None)  # the old inode is still answerable
 
-    run_with_ops(tmp_path, body)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)
 
 
 def test_a_row_under_a_file_parent_waits_and_applies_later(tmp_path):
@@ -131,7 +99,7 @@ def test_a_row_under_a_file_parent_waits_and_applies_later(tmp_path):
         assert store.lookup_path("x").kind is Kind.DIR
         assert store.lookup_path("x/y") is not None
 
-    run_with_ops(tmp_path, body)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)
 
 
 def test_a_full_disk_during_a_download_does_not_end_the_engine(tmp_path, monkeypatch):
@@ -151,7 +119,7 @@ def test_a_full_disk_during_a_download_does_not_end_the_engine(tmp_path, monkeyp
                 await trio.sleep(0.01)
         assert "No space left" in engine.errors[-1][1]
 
-    run_with_ops(tmp_path, body)  # returns normally: the engine survived
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)  # returns normally: the engine survived
 
 
 def test_a_failed_commit_keeps_local_writes_over_a_waiting_remote_version(tmp_path, monkeypatch):
@@ -180,4 +148,4 @@ def test_a_failed_commit_keeps_local_writes_over_a_waiting_remote_version(tmp_pa
         assert n.size == len(b"precious local edit") and failures
         assert outbox(store)["f"].size == len(b"precious local edit")
 
-    run_with_ops(tmp_path, body)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)

@@ -6,46 +6,13 @@ import os
 
 import pyfuse3
 import pytest
-import trio
+from enginekit import outbox, run_with_ops, settle
 
-from syncfs.engine import Engine
-from syncfs.fs import Operations
-from syncfs.p2p import PeerPool
 from syncfs.protocol.entries import Entry, Kind
 from syncfs.protocol.messages import Table, TableRow
-from syncfs.store import ROOT_INO, Store
+from syncfs.store import ROOT_INO
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def run_with_ops(tmp_path, body):
-    store = Store(tmp_path / "store")
-    store.open()
-
-    async def main():
-        engine = Engine(store, PeerPool(b"secret", store.peer_id, None))
-        ops = Operations(engine)
-        engine.frontend = ops
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.pool.run)
-            await nursery.start(engine.run)
-            await body(ops, engine, store)
-            nursery.cancel_scope.cancel()
-
-    try:
-        trio.run(main)
-    finally:
-        store.close()
-
-
-async def settle(engine):
-    with trio.fail_after(10):
-        while engine._commit_queue or engine._committing:
-            await trio.sleep(0.01)
-
-
-def outbox(store):
-    return {e.path: e for _, e in store.outbox_after(0, 1000)}
 
 
 def test_write_release_commits_a_version_with_chunks(tmp_path):
