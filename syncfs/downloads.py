@@ -21,6 +21,7 @@ from . import chunking
 from .p2p import BadChunk, ChunkUnavailable, PeerPool
 from .protocol.messages import TableRow
 from .store import Store, read_chunk
+from .wire import LinkClosed
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,19 @@ class Downloader:
     async def complete(self, p: Partial, timeout: float) -> None:
         await self.ensure(p, range(len(p.row.entry.chunks)), timeout)
         await self.settle(p)
+
+    async def serve_chunk(self, want: bytes) -> bytes | None:
+        """A chunk for another peer; None answers MISSING, which peers may take as proof
+        that this peer no longer has the version. A chunk this peer is mending in a copy
+        it still holds is not that: the link is closed instead, and the asker goes
+        elsewhere or waits."""
+        data = await self.read_local_chunk(want)
+        if data is None and any(
+            p.repair and any(p.row.entry.chunks[i].digest == want for i in p.missing())
+            for p in self.partials.values()
+        ):
+            raise LinkClosed("this copy of the chunk is being repaired")
+        return data
 
     async def read_local_chunk(self, want: bytes, length: int | None = None) -> bytes | None:
         """The bytes of chunk ``want`` from any local data file, verified; None if absent."""

@@ -22,7 +22,7 @@ from .errors import FsError
 from .ignore import IGNORE_FILE, IgnoreRules
 from .p2p import ChunkUnavailable, PeerPool
 from .protocol.entries import Chunk, Entry, Kind
-from .protocol.messages import ChunkParams, Have, PeerInfo, Table, TableRow
+from .protocol.messages import ChunkParams, PeerInfo, Table, TableRow
 from .protocol.paths import BadPath, join, validate_path
 from .protocol.versions import Order, bump, compare, merge
 from .reconcile import Action, decide
@@ -99,7 +99,6 @@ class Engine:
         self._committing: set[int] = set()
         self._commit_wake = trio.Event()
         self.outbox_wake = trio.Event()
-        self.haves: list[Have] = []
         self.on_have: Callable[[], None] = lambda: None
         self.errors: list[tuple[float, str]] = []
         self._nursery: trio.Nursery | None = None
@@ -562,6 +561,9 @@ class Engine:
     def _apply_row(self, row: TableRow) -> None:
         e = row.entry
         self._ack_outbox(e)
+        have = self.store.pending_have(e.path)
+        if have is not None and (have != e.version or self.peer_id in row.holders):
+            self.store.have_settled(e.path)  # listed, or superseded: nothing more to say
         if self._ignored(e.path, e.kind):
             return  # ignored here: the other peers' version stays theirs
         node, version, pending, busy = self._local_state(e.path)
@@ -684,8 +686,7 @@ class Engine:
                 self._reload_ignore()
 
     def _announce(self, row: TableRow) -> None:
-        self.haves.append(Have(row.entry.path, row.entry.version))
-        self.on_have()
+        self._have(row.entry.path, row.entry.version)
 
     # -- filling stale files -------------------------------------------------------------
 
@@ -761,14 +762,17 @@ class Engine:
             p.repair = p.must_fill = True
             self.store.partial_put(data_id, msgpack.packb(row.to_wire()), msgpack.packb(sorted(p.present)))
 
+    def _have(self, path: str, version: dict[str, int]) -> None:
+        self.store.have_put(path, version)  # kept until the tracker lists us as a holder
+        self.on_have()
+
     def _on_complete(self, partial: Partial) -> None:
         node = self.store.node_with_data(partial.data_id)
         if node is not None and partial.repair:
             self.frontend.invalidate_inode(node.ino)  # pages of the damaged bytes may be cached
         if node is not None:
             # renamed or chmodded here meanwhile: announce what the file is now
-            self.haves.append(Have(node.path, node.version))
-            self.on_have()
+            self._have(node.path, node.version)
         if node is not None and node.path == IGNORE_FILE:
             self._reload_ignore()
 

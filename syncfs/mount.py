@@ -71,7 +71,7 @@ def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
         engine.downloader.max_rate = cfg.max_rate
         ops = Operations(engine)
         engine.frontend = ops
-        server = ChunkServer(engine.downloader.read_local_chunk, pool, listen_host, listen_port)
+        server = ChunkServer(engine.downloader.serve_chunk, pool, listen_host, listen_port)
         options = set(pyfuse3.default_options)
         # the kernel checks permissions (default_permissions); only the mounting user may
         # enter unless --allow-other

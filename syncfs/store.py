@@ -18,6 +18,7 @@ from pathlib import Path
 import msgpack
 
 from .protocol.entries import Chunk, Entry, Kind
+from .protocol.messages import Have
 from .protocol.paths import join
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS partials (data_id INTEGER PRIMARY KEY, row BLOB NOT N
 CREATE TABLE IF NOT EXISTS deferred (path TEXT PRIMARY KEY, row BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS trash (data_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS dirty (ino INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS haves (path TEXT PRIMARY KEY, version BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS data_ids (data_id INTEGER PRIMARY KEY AUTOINCREMENT, dummy INTEGER);
 """
 
@@ -366,6 +368,22 @@ class Store:
         if row is not None:
             self.db.execute("DELETE FROM deferred WHERE path=?", (path,))
         return None if row is None else row[0]
+
+    # -- versions completed here that the tracker has not yet listed us for --------------
+
+    def have_put(self, path: str, version: dict[str, int]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO haves (path, version) VALUES (?, ?)", (path, pack_version(version)))
+
+    def have_settled(self, path: str) -> None:
+        self.db.execute("DELETE FROM haves WHERE path=?", (path,))
+
+    def pending_have(self, path: str) -> dict[str, int] | None:
+        row = self.db.execute("SELECT version FROM haves WHERE path=?", (path,)).fetchone()
+        return None if row is None else msgpack.unpackb(row[0])
+
+    def pending_haves(self) -> list[Have]:
+        rows = self.db.execute("SELECT path, version FROM haves").fetchall()
+        return [Have(path, msgpack.unpackb(v)) for path, v in rows]
 
     # -- files written locally and not yet committed (a crash must not forget them) --------
 

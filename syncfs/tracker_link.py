@@ -133,11 +133,15 @@ class TrackerLink:
             await self.engine.outbox_wake.wait()
 
     async def _send_haves(self, link: FramedStream) -> None:
-        wake = trio.Event()
-        self.engine.on_have = wake.set
+        """Announce completed versions; they stay in the store until the tracker lists us,
+        so a restart or a lost link announces them again."""
+        sent: set[tuple[str, bytes]] = set()
         while True:
-            while self.engine.haves:
-                await link.send(self.engine.haves.pop(0))
-            await wake.wait()
             wake = trio.Event()
             self.engine.on_have = wake.set
+            for have in self.engine.store.pending_haves():
+                key = (have.path, repr(sorted(have.version.items())).encode())
+                if key not in sent:
+                    sent.add(key)
+                    await link.send(have)
+            await wake.wait()

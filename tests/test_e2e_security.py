@@ -312,12 +312,19 @@ def test_only_the_mounting_user_enters_unless_allow_other(cluster):
     assert "default_permissions" in options[str(p1.mnt)]
     assert "allow_other" not in options[str(p1.mnt)] and "allow_other" in options[str(p2.mnt)]
     p1.path("mine.txt").write_text("private")
-    # let another user reach the mount points (pytest's directories are 0700)
+    # let another user reach the mount points (pytest's directories are 0700): search
+    # permission on every parent, given back afterwards
+    opened = {}
     for peer in (p1, p2):
         for parent in peer.mnt.parents:
-            if parent == cluster.tmp_path.parent.parent:
-                break
-            os.chmod(parent, 0o755)
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "ls"]
-    assert subprocess.run([*nobody, str(p1.mnt)], capture_output=True, timeout=30).returncode != 0
-    assert subprocess.run([*nobody, str(p2.mnt)], capture_output=True, timeout=30).returncode == 0
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                opened.setdefault(parent, mode)
+                os.chmod(parent, (mode | 0o011) & 0o7777)
+    try:
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "ls"]
+        assert subprocess.run([*nobody, str(p1.mnt)], capture_output=True, timeout=30).returncode != 0
+        assert subprocess.run([*nobody, str(p2.mnt)], capture_output=True, timeout=30).returncode == 0
+    finally:
+        for parent, mode in opened.items():
+            os.chmod(parent, mode & 0o7777)
