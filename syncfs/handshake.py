@@ -141,12 +141,7 @@ async def join_tracker(link: FramedStream, me: Identity, secret: bytes, tracker_
         raise HandshakeFailed(f"expected challenge, got {reply.TYPE}")
     t = auth.transcript(me.id, tracker_id, hello.nonce, reply.nonce, binding)
     await link.send(Auth(auth.join_proof(secret, t), me.sign(t)))
-    answer = await link.receive_within(HANDSHAKE_TIMEOUT)
-    if isinstance(answer, Reject):
-        raise HandshakeFailed(f"refused: {answer.reason}")
-    if not isinstance(answer, Accept):
-        raise HandshakeFailed(f"expected accept, got {answer.TYPE}")
-    return answer
+    return await _expect_accept(link)
 
 
 async def admit_peer(link: FramedStream, tracker_id: str, secret: bytes, binding: bytes,
@@ -179,6 +174,11 @@ async def admit_peer(link: FramedStream, tracker_id: str, secret: bytes, binding
 async def p2p_hello(link: FramedStream, me: Identity) -> Accept:
     """Client side of a chunk link (TLS already checked the server's identity)."""
     await link.send(make_hello("p2p", me.id))
+    return await _expect_accept(link)
+
+
+async def _expect_accept(link: FramedStream) -> Accept:
+    """The server's last word of an opening: ACCEPT, or REJECT as HandshakeFailed."""
     answer = await link.receive_within(HANDSHAKE_TIMEOUT)
     if isinstance(answer, Reject):
         raise HandshakeFailed(f"refused: {answer.reason}")

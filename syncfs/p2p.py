@@ -25,7 +25,7 @@ from .limits import HandshakeSlots
 from .protocol.errors import ProtocolError
 from .protocol.framing import DEFAULT_MAX_FRAME
 from .protocol.messages import Accept, Data, Get, Missing, PeerInfo, Reject
-from .wire import FramedStream, LinkClosed
+from .wire import FramedStream, LinkClosed, remote_ip
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class ChunkServer:
             await trio.serve_listeners(self._serve, listeners, handler_nursery=nursery)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
-        remote = _remote_ip(stream)
+        remote = remote_ip(stream)
         if sum(len(v) for v in self._links.values()) >= MAX_LINKS:
             log.info("refused a chunk link from %s: too many connections", remote)
             await trio.aclose_forcefully(stream)
@@ -390,10 +390,3 @@ class PeerPool:
         lost = missing == len(candidates) == len(others)
         raise ChunkUnavailable(want, "; ".join(errors), lost=lost)
 
-
-def _remote_ip(stream: trio.abc.Stream) -> str:
-    sock = getattr(stream, "socket", None)
-    try:
-        return str(sock.getpeername()[0]) if sock is not None else "?"
-    except OSError:
-        return "?"

@@ -88,3 +88,12 @@ class FramedStream:
                 pass
         if scope.cancelled_caught:
             await trio.aclose_forcefully(self.stream)
+
+
+def remote_ip(stream: trio.abc.Stream) -> str:
+    """The address at the other end of a TCP stream, for logs and per-address limits."""
+    sock = getattr(stream, "socket", None)
+    try:
+        return str(sock.getpeername()[0]) if sock is not None else "?"
+    except OSError:
+        return "?"

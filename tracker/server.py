@@ -38,7 +38,7 @@ from syncfs.protocol.messages import (
     TableRow,
     Update,
 )
-from syncfs.wire import FramedStream, LinkClosed
+from syncfs.wire import FramedStream, LinkClosed, remote_ip
 
 from .state import TrackerState
 
@@ -169,7 +169,7 @@ class TrackerServer:
     # -- one connection --------------------------------------------------------
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        remote = _remote_ip(stream)
+        remote = remote_ip(stream)
         if len(self._online) >= MAX_SESSIONS:
             log.info("refused a connection from %s: too many connections", remote)
             await trio.aclose_forcefully(stream)
@@ -358,10 +358,3 @@ class TrackerServer:
             except trio.ClosedResourceError:
                 pass
 
-
-def _remote_ip(stream: trio.abc.Stream) -> str:
-    sock = getattr(stream, "socket", None)
-    try:
-        return str(sock.getpeername()[0]) if sock is not None else "?"
-    except OSError:
-        return "?"
