@@ -7,6 +7,7 @@ front end through ``Frontend`` which cached names and inodes went stale.
 
 import dataclasses
 import errno
+import json
 import logging
 import os
 import time
@@ -21,7 +22,8 @@ from .downloads import Downloader, Partial
 from .errors import FsError
 from .ignore import IGNORE_FILE, IgnoreRules
 from .p2p import ChunkUnavailable, PeerPool
-from .protocol.entries import Chunk, Entry, Kind
+from .protocol.entries import MAX_XATTR_VALUE, MAX_XATTRS, Chunk, Entry, Kind, check_xattr
+from .protocol.errors import ProtocolError
 from .protocol.messages import ChunkParams, PeerInfo, Table, TableRow
 from .protocol.paths import BadPath, join, validate_path
 from .protocol.versions import Order, bump, compare, merge
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 MAX_DOWNLOADS = 4
 COMMIT_RETRY = 1.0
 MAX_ORPHANS = 10_000
+XATTR_PREFIX = "user.syncfs."
+XATTR_STATE = XATTR_PREFIX + "state"
+XATTR_VERSION = XATTR_PREFIX + "version"
+XATTR_HOLDERS = XATTR_PREFIX + "holders"
 LOST_CONFIRM = 10.0  # seconds a version must stay unfetchable from every holder before it is dropped
 RETRY_MAX = 10.0
 DEFAULT_FETCH_TIMEOUT = 30.0
@@ -377,6 +383,66 @@ class Engine:
                 self._commit(self.store.get(ino))
         return self.node(ino)
 
+    # -- extended attributes -------------------------------------------------------------
+
+    def xattr_names(self, ino: int) -> list[str]:
+        node = self.node(ino)
+        virtual = [XATTR_STATE, XATTR_VERSION] + ([XATTR_HOLDERS] if node.kind is Kind.FILE else [])
+        return virtual + sorted(node.xattrs)
+
+    def get_xattr(self, ino: int, name: str) -> bytes:
+        node = self.node(ino)
+        if name == XATTR_STATE:
+            return self.file_state(node).encode()
+        if name == XATTR_VERSION:
+            return json.dumps(dict(sorted(node.version.items()))).encode()
+        if name == XATTR_HOLDERS and node.kind is Kind.FILE:
+            partial = self.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
+            holders = partial.row.holders if partial is not None else (self.peer_id,)
+            return "\n".join(holders).encode()
+        try:
+            return node.xattrs[name]
+        except KeyError:
+            raise FsError(errno.ENODATA) from None
+
+    def file_state(self, node: Node) -> str:
+        """synced, stale (not all local), downloading, or conflict (a conflict copy)."""
+        partial = self.downloader.partials.get(node.data_id) if node.data_id is not None else None
+        if partial is not None:
+            return "downloading" if partial.filling or partial.inflight else "stale"
+        if ".sync-conflict-" in node.name:
+            return "conflict"
+        return "synced"
+
+    def set_xattr(self, ino: int, name: str, value: bytes | None) -> None:
+        """Set (or with None remove) a user.* attribute; it syncs like the content does."""
+        node = self.node(ino)
+        if name.startswith(XATTR_PREFIX):
+            raise FsError(errno.EPERM, f"{name} is maintained by syncfs")
+        if not name.startswith("user."):
+            raise FsError(errno.ENOTSUP, "only user.* attributes are stored")
+        if node.kind is Kind.SYMLINK:
+            raise FsError(errno.EPERM)
+        xattrs = dict(node.xattrs)
+        if value is None:
+            if xattrs.pop(name, None) is None:
+                raise FsError(errno.ENODATA)
+        else:
+            try:
+                check_xattr(name, value)
+            except ProtocolError as exc:
+                raise FsError(errno.E2BIG if len(value) > MAX_XATTR_VALUE else errno.ERANGE, str(exc)) from None
+            if name not in xattrs and len(xattrs) >= MAX_XATTRS:
+                raise FsError(errno.ENOSPC, "too many extended attributes")
+            xattrs[name] = value
+        with self.store.transaction():
+            self.store.update_node(ino, xattrs=xattrs)
+            if self._busy(ino):
+                self._commit_queue[ino] = None  # published with the pending content commit
+                self._commit_wake.set()
+            else:
+                self._commit(self.store.get(ino))
+
     def unlink(self, parent_ino: int, name: str) -> None:
         node = self.lookup(parent_ino, name)
         if node.kind is Kind.DIR:
@@ -637,12 +703,13 @@ class Engine:
 
     def _apply_dir(self, e: Entry, node: Node | None) -> None:
         if node is not None and node.kind is Kind.DIR:
-            self.store.update_node(node.ino, mode=e.mode, version=e.version)
+            self.store.update_node(node.ino, mode=e.mode, version=e.version, xattrs=e.xattrs)
             self.frontend.invalidate_inode(node.ino)
         else:
             self._clear_for(node)
             parent = self._ensure_parents(e.path)
-            node = self.store.insert_node(parent, _base(e.path), Kind.DIR, e.mode, mtime_ns=e.mtime_ns, version=e.version)
+            node = self.store.insert_node(parent, _base(e.path), Kind.DIR, e.mode, mtime_ns=e.mtime_ns,
+                                          version=e.version, xattrs=e.xattrs)
             self._notify_added(node)
         self.store.clear_tombstone(e.path)
 
@@ -658,8 +725,8 @@ class Engine:
     def _apply_file(self, row: TableRow, node: Node | None) -> None:
         e = row.entry
         if node is not None and node.kind is Kind.FILE and node.chunks == e.chunks:
-            # same bytes (chmod, touch, or a merge of versions): attributes only
-            self.store.update_node(node.ino, mode=e.mode, mtime_ns=e.mtime_ns, version=e.version)
+            # same bytes (chmod, touch, setfattr, or a merge of versions): attributes only
+            self.store.update_node(node.ino, mode=e.mode, mtime_ns=e.mtime_ns, version=e.version, xattrs=e.xattrs)
             partial = self.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
             if partial is not None:
                 partial.row = row
@@ -674,7 +741,7 @@ class Engine:
         data_id = self.store.new_data_file(e.size)
         node = self.store.insert_node(
             parent, _base(e.path), Kind.FILE, e.mode, mtime_ns=e.mtime_ns,
-            version=e.version, data_id=data_id, size=e.size, chunks=e.chunks,
+            version=e.version, data_id=data_id, size=e.size, chunks=e.chunks, xattrs=e.xattrs,
         )
         self._notify_added(node)
         self.store.clear_tombstone(e.path)

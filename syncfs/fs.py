@@ -248,6 +248,24 @@ class Operations(pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         self.engine.release(fh)
 
+    # -- extended attributes -------------------------------------------------------------
+
+    @translated
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        return self.engine.get_xattr(inode, _name(name))
+
+    @translated
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return [n.encode() for n in self.engine.xattr_names(inode)]
+
+    @translated
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.engine.set_xattr(inode, _name(name), bytes(value))
+
+    @translated
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.engine.set_xattr(inode, _name(name), None)
+
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for ino, _ in inode_list:
             self.engine.forget(ino)

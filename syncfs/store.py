@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     target TEXT NOT NULL DEFAULT '',
     version BLOB NOT NULL,
     chunks BLOB NOT NULL,
-    data_id INTEGER
+    data_id INTEGER,
+    xattrs BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS nodes_by_parent ON nodes (parent, name);
 CREATE TABLE IF NOT EXISTS tombstones (path TEXT PRIMARY KEY, version BLOB NOT NULL);
@@ -91,6 +92,7 @@ class Node:
     version: dict[str, int]
     chunks: tuple[Chunk, ...]
     data_id: int | None
+    xattrs: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     def entry(self, version: dict[str, int] | None = None, held: bool = True) -> Entry:
         return Entry(
@@ -104,6 +106,7 @@ class Node:
             chunks=self.chunks if self.kind is Kind.FILE else (),
             target=self.target,
             held=held,
+            xattrs=dict(self.xattrs) if self.kind is not Kind.SYMLINK else {},
         )
 
 
@@ -119,14 +122,15 @@ def unpack_chunks(raw: bytes) -> tuple[Chunk, ...]:
     return tuple(Chunk(d, n) for d, n in msgpack.unpackb(raw))
 
 
-_NODE_COLS = "ino, parent, name, path, kind, mode, size, mtime_ns, ctime_ns, target, version, chunks, data_id"
+_NODE_COLS = "ino, parent, name, path, kind, mode, size, mtime_ns, ctime_ns, target, version, chunks, data_id, xattrs"
 
 
 def _node(row: tuple) -> Node:
-    ino, parent, name, path, kind, mode, size, mtime, ctime, target, version, chunks, data_id = row
+    ino, parent, name, path, kind, mode, size, mtime, ctime, target, version, chunks, data_id, xattrs = row
     return Node(
         ino, parent, name, path, Kind(kind), mode, size, mtime, ctime, target,
         msgpack.unpackb(version), unpack_chunks(chunks), data_id,
+        msgpack.unpackb(xattrs) if xattrs else {},
     )
 
 
@@ -263,15 +267,16 @@ class Store:
         data_id: int | None = None,
         size: int = 0,
         chunks: tuple[Chunk, ...] = (),
+        xattrs: dict[str, bytes] | None = None,
     ) -> Node:
         now = time.time_ns()
         mtime = now if mtime_ns is None else mtime_ns
         path = join(parent.path, name)
         cur = self.db.execute(
-            "INSERT INTO nodes (parent, name, path, kind, mode, size, mtime_ns, ctime_ns, target, version, chunks, data_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO nodes (parent, name, path, kind, mode, size, mtime_ns, ctime_ns, target, version, chunks,"
+            " data_id, xattrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (parent.ino, name, path, kind.value, mode, size, mtime, now, target,
-             pack_version(version or {}), pack_chunks(chunks), data_id),
+             pack_version(version or {}), pack_chunks(chunks), data_id, msgpack.packb(xattrs) if xattrs else None),
         )
         return self.get(cur.lastrowid)  # type: ignore[arg-type]
 
@@ -285,6 +290,8 @@ class Store:
             enc["chunks"] = pack_chunks(enc["chunks"])  # type: ignore[arg-type]
         if "kind" in enc:
             enc["kind"] = enc["kind"].value  # type: ignore[attr-defined]
+        if "xattrs" in enc:
+            enc["xattrs"] = msgpack.packb(enc["xattrs"]) if enc["xattrs"] else None
         enc.setdefault("ctime_ns", time.time_ns())
         cols = ", ".join(f"{k}=?" for k in enc)
         self.db.execute(f"UPDATE nodes SET {cols} WHERE ino=?", (*enc.values(), ino))

@@ -12,6 +12,10 @@ MAX_CHUNKS = 1 << 20
 MAX_PEER_ID = 64
 MAX_VERSION_KEYS = 4096
 MAX_TARGET_BYTES = 4096
+# extended attributes synced with an entry: the user namespace, within the kernel's limits
+MAX_XATTRS = 128
+MAX_XATTR_NAME = 255
+MAX_XATTR_VALUE = 65536
 
 
 class Kind(enum.Enum):
@@ -46,6 +50,8 @@ class Entry:
     # False when the sender changed only the name or attributes of a version it does not
     # hold completely (a stale file): it must not be listed as a holder
     held: bool = True
+    # user.* extended attributes (name -> value), synced like the content
+    xattrs: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -61,6 +67,8 @@ class Entry:
         }
         if not self.held:
             wire["held"] = False
+        if self.xattrs:
+            wire["xattrs"] = dict(self.xattrs)
         return wire
 
     @classmethod
@@ -96,7 +104,27 @@ class Entry:
         if not deleted and kind is Kind.FILE and sum(c.length for c in chunks) != size:
             raise ProtocolError(f"entry {path!r}: chunks do not add up to its size")
         held = require(m.get("held", True), bool, "held")
-        return cls(path, kind, size, mode, mtime_ns, version, tuple(chunks), deleted, target, held)
+        xattrs = decode_xattrs(m.get("xattrs", {}))
+        return cls(path, kind, size, mode, mtime_ns, version, tuple(chunks), deleted, target, held, xattrs)
+
+
+def decode_xattrs(raw: object) -> dict[str, bytes]:
+    m = require(raw, dict, "xattrs")
+    if len(m) > MAX_XATTRS:
+        raise ProtocolError("too many extended attributes")
+    out = {}
+    for name, value in m.items():
+        check_xattr(require(name, str, "xattr name"), require(value, bytes, "xattr value"))
+        out[name] = value
+    return out
+
+
+def check_xattr(name: str, value: bytes) -> None:
+    """Raise ProtocolError unless ``name`` is a syncable user.* name and ``value`` fits."""
+    if not name.startswith("user.") or len(name.encode("utf-8", "surrogatepass")) > MAX_XATTR_NAME or "\0" in name:
+        raise ProtocolError(f"bad extended attribute name {name[:40]!r}")
+    if len(value) > MAX_XATTR_VALUE:
+        raise ProtocolError(f"extended attribute {name[:40]!r} is too large")
 
 
 def decode_version(raw: object) -> dict[str, int]:
