@@ -89,3 +89,22 @@ def test_pause_stops_transfers_and_resume_fetches_nothing_twice(cluster):
 def test_status_without_a_mount_fails_clearly(tmp_path):
     done = syncfs("status", str(tmp_path))
     assert done.returncode != 0 and "no running syncfs mount" in done.stderr
+
+
+def test_bad_control_requests_get_a_clear_error_and_change_nothing(cluster):
+    import socket as socketlib
+
+    from syncfs.control import SOCKET_NAME, ControlError, request
+
+    p1 = cluster.add_peer()
+    with pytest.raises(ControlError, match="unknown control command"):
+        request(p1.cache_dir, {"t": "format-the-disk"})
+    with socketlib.socket(socketlib.AF_UNIX) as s:  # not even a frame
+        s.settimeout(10)
+        s.connect(str(p1.cache_dir / SOCKET_NAME))
+        s.sendall(b"\xff\xff\xff\xff garbage")
+        answer = s.recv(4096)
+        assert b"error" in answer and b"exceeds the limit" in answer
+    assert (p1.cache_dir / SOCKET_NAME).stat().st_mode & 0o777 == 0o600
+    s = status(p1)
+    assert s["paused"] == "" and s["tracker"]["connected"]
