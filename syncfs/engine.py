@@ -324,6 +324,8 @@ class Engine:
         live = self.live[ino]
         live.writers -= 1
         node = self.store.find(ino)
+        if node is not None and node.path == IGNORE_FILE and handle.dirty:
+            self._reload_ignore()  # new rules hold from now, not from when the commit lands
         if node is not None and handle.dirty:
             self.store.update_node(ino, size=live.size, mtime_ns=live.mtime_ns)
             self._commit_queue[ino] = None
@@ -746,7 +748,8 @@ class Engine:
         self._notify_added(node)
         self.store.clear_tombstone(e.path)
         if e.chunks:
-            self.downloader.add(data_id, row)
+            partial = self.downloader.add(data_id, row)
+            partial.must_fill = e.path == IGNORE_FILE  # rules apply here even --on-demand
         else:
             self._announce(row)
             if e.path == IGNORE_FILE:

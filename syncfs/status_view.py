@@ -35,9 +35,10 @@ def summary(s: dict[str, Any]) -> Text:
     stale = s["stale"]
     downloading = sum(1 for f in stale if f["state"] == "downloading")
     lines = [
-        f"mount      {s['mountpoint']}  (peer {s['peer_id']})",
+        f"mount      {s['mountpoint']}  (peer {s['peer_id'][:16]})",
         f"tracker    {t['address']}: {link}; last sequence applied {t['last_seq']}",
-        f"peers      {len(s['peers_online'])} online" + (f": {', '.join(s['peers_online'])}" if s["peers_online"] else ""),
+        f"peers      {len(s['peers_online'])} online"
+        + (f": {', '.join(p[:16] for p in s['peers_online'])}" if s["peers_online"] else ""),
         f"files      {s['files']} ({s['files'] - len(stale)} complete, {len(stale) - downloading} stale, "
         f"{downloading} downloading); {s['dirs']} directories",
         f"outbox     {s['outbox']} change(s) waiting for the tracker",

@@ -60,3 +60,22 @@ def test_vim_swap_file_never_reaches_another_peer(cluster, tmp_path):
         assert not any(n.endswith(".swp") for n in names(p2))
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], timeout=30, capture_output=True)
+
+
+def test_rules_hold_at_once_and_on_on_demand_peers(cluster):
+    p1 = cluster.add_peer()
+    p2 = cluster.add_peer(extra_args=["--on-demand"])
+    p1.path(".syncfsignore").write_text("build/\n")
+    os.makedirs(p1.path("build"))  # right after the rules were saved: already ignored
+    p1.path("build/a.o").write_text("x")
+    p1.path("kept.txt").write_text("y")
+    wait_for(lambda: p2.path("kept.txt").exists(), what="kept.txt on p2")
+    assert not p2.path("build").exists()
+    # the on-demand peer fetched the rules by itself, and applies them to its own files
+    wait_for(lambda: os.getxattr(p2.path(".syncfsignore"), "user.syncfs.state") == b"synced",
+             what="the rules fetched on p2 without being read")
+    os.makedirs(p2.path("build"))
+    p2.path("build/b.o").write_text("z")
+    p2.path("from-p2.txt").write_text("w")
+    wait_for(lambda: p1.path("from-p2.txt").exists(), what="from-p2.txt on p1")
+    assert not p1.path("build/b.o").exists()
