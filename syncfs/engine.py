@@ -670,7 +670,7 @@ class Engine:
             child = self.store.lookup(parent.ino, part)
             if child is None:
                 child = self.store.insert_node(parent, part, Kind.DIR, 0o755)
-                self._notify_added(child)
+                self._notify_name(child)
             elif child.kind is not Kind.DIR:
                 raise FsError(errno.ENOTDIR, f"{child.path} is not a directory here")
             parent = child
@@ -683,13 +683,11 @@ class Engine:
         if node.kind is Kind.DIR and self.store.has_children(node.ino):
             raise FsError(errno.ENOTEMPTY, f"{node.path} is a non-empty directory here")
         self._remove(node)
-        self._notify_removed(node)
+        self._notify_name(node)
 
-    def _notify_removed(self, node: Node) -> None:
-        self.frontend.invalidate_entry(node.parent, node.name)
-        self.frontend.invalidate_inode(node.parent)
-
-    def _notify_added(self, node: Node) -> None:
+    def _notify_name(self, node: Node) -> None:
+        """The kernel's cached name of ``node`` and its directory listing are stale (a
+        remote change added or removed it)."""
         self.frontend.invalidate_entry(node.parent, node.name)
         self.frontend.invalidate_inode(node.parent)
 
@@ -700,7 +698,7 @@ class Engine:
                 self._commit(node, base=merge(e.version, node.version))
                 return
             self._remove(node)
-            self._notify_removed(node)
+            self._notify_name(node)
         self.store.set_tombstone(e.path, e.version)
 
     def _apply_dir(self, e: Entry, node: Node | None) -> None:
@@ -712,7 +710,7 @@ class Engine:
             parent = self._ensure_parents(e.path)
             node = self.store.insert_node(parent, _base(e.path), Kind.DIR, e.mode, mtime_ns=e.mtime_ns,
                                           version=e.version, xattrs=e.xattrs)
-            self._notify_added(node)
+            self._notify_name(node)
         self.store.clear_tombstone(e.path)
 
     def _apply_symlink(self, e: Entry, node: Node | None) -> None:
@@ -721,7 +719,7 @@ class Engine:
         node = self.store.insert_node(
             parent, _base(e.path), Kind.SYMLINK, 0o777, mtime_ns=e.mtime_ns, target=e.target, version=e.version
         )
-        self._notify_added(node)
+        self._notify_name(node)
         self.store.clear_tombstone(e.path)
 
     def _apply_file(self, row: TableRow, node: Node | None) -> None:
@@ -745,7 +743,7 @@ class Engine:
             parent, _base(e.path), Kind.FILE, e.mode, mtime_ns=e.mtime_ns,
             version=e.version, data_id=data_id, size=e.size, chunks=e.chunks, xattrs=e.xattrs,
         )
-        self._notify_added(node)
+        self._notify_name(node)
         self.store.clear_tombstone(e.path)
         if e.chunks:
             partial = self.downloader.add(data_id, row)
@@ -887,7 +885,7 @@ class Engine:
                 return
             log.warning("%s: every holder has overwritten this version since; removing it", node.path)
             self._remove(node)
-            self._notify_removed(node)
+            self._notify_name(node)
             self._commit_delete(node.path, node.kind, node.version)
 
     async def _fill(self, p: Partial) -> None:
