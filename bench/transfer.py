@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -171,17 +170,11 @@ def drop_caches() -> bool:
 
 
 def status(peer: PeerProc) -> dict | None:
+    """The peer's status, or None before it wrote one."""
     try:
-        return json.loads((peer.cache_dir / "status.json").read_text())
+        return peer.status()
     except (OSError, ValueError):
         return None
-
-
-def fresh_status(peer: PeerProc, timeout: float = 20.0) -> dict:
-    """The peer's status as written after this call began."""
-    now = time.time()
-    return wait_for(lambda: (s := status(peer)) is not None and s["updated"] > now and s,
-                    timeout=timeout, interval=POLL, what=f"fresh status of {peer.name}")
 
 
 def wait_status(peer: PeerProc, pred: Callable[[dict], bool], what: str, timeout: float = 60.0) -> dict:
@@ -408,7 +401,7 @@ class Bench:
         data = b"".join(random_blocks(seed, size))
         sha = hashlib.sha256(data).hexdigest()
         peers = [origin, *receivers]
-        s0 = {p.name: fresh_status(p) for p in peers}
+        s0 = {p.name: p.fresh_status(interval=POLL) for p in peers}
         cpu0 = {p.name: cpu_seconds(p.pid) for p in peers}
         fd = os.open(origin.path(name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         t_w = time.perf_counter()
@@ -418,7 +411,7 @@ class Bench:
         os.close(fd)
         listed, done = wait_synced(receivers, name, size, timeout=300)
         cpu = {p.name: cpu_seconds(p.pid) - cpu0[p.name] for p in peers}
-        s1 = {p.name: fresh_status(p) for p in peers}
+        s1 = {p.name: p.fresh_status(interval=POLL) for p in peers}
         for p in receivers:
             if sha256_file(p.path(name)) != sha:
                 raise AssertionError(f"{name} on {p.name} has the wrong content")
@@ -510,7 +503,7 @@ class Bench:
         wait_status(p1, lambda s: not s["outbox"], "outbox empty", timeout=120)
 
         # 6: a 4 KiB read at the end of the file on the on-demand peer
-        got0 = fresh_status(p2)["bytes_received"]
+        got0 = p2.fresh_status(interval=POLL)["bytes_received"]
         t0 = time.perf_counter()
         fd = os.open(p2.path("big.bin"), os.O_RDONLY)
         try:
@@ -520,9 +513,9 @@ class Bench:
         t_tail = time.perf_counter() - t0
         if got != tail:
             raise AssertionError("the on-demand tail read returned the wrong bytes")
-        moved = fresh_status(p2)["bytes_received"] - got0
+        moved = p2.fresh_status(interval=POLL)["bytes_received"] - got0
         # for comparison: a second on-demand read, now that p2 is connected to p1
-        got1 = fresh_status(p2)["bytes_received"]
+        got1 = p2.fresh_status(interval=POLL)["bytes_received"]
         t0 = time.perf_counter()
         fd = os.open(p2.path("big.bin"), os.O_RDONLY)
         try:
@@ -530,7 +523,7 @@ class Bench:
         finally:
             os.close(fd)
         t_mid = time.perf_counter() - t0
-        moved_mid = fresh_status(p2)["bytes_received"] - got1
+        moved_mid = p2.fresh_status(interval=POLL)["bytes_received"] - got1
         self.report.note(f"6: a second 4 KiB on-demand read (middle of the file, p2 already connected to p1) "
                          f"took {secs(t_mid)} and moved {mib(moved_mid)} (includes read-ahead of the next chunks)")
         b = self.baseline("tcp-chunk")
@@ -570,7 +563,7 @@ class Bench:
         label = mib(size).replace(".0", "")
         c = self.cluster("rss")
         p1, p2 = c.start_peers(2)
-        fresh_status(p2)
+        p2.fresh_status(interval=POLL)
         idle = proc_status_kib(p2.pid, "VmRSS") * KiB
         h = hashlib.sha256()
         t_w = write_file(p1.path("huge.bin"), hashing(random_blocks(4, size), h))
@@ -597,10 +590,10 @@ class Bench:
         wait_synced([p2], "edit.bin", size, timeout=300)
 
         def measure(edit: Callable[[], None], item: str, what: str) -> None:
-            s0 = fresh_status(p2)
+            s0 = p2.fresh_status(interval=POLL)
             edit()
             wait_version(p2, p1, "edit.bin", hashlib.sha256(data).hexdigest(), timeout=300)
-            s1 = fresh_status(p2)
+            s1 = p2.fresh_status(interval=POLL)
             moved = s1["bytes_received"] - s0["bytes_received"]
             reused = s1["bytes_reused_locally"] - s0["bytes_reused_locally"]
             self.report.add(Row(item, what, mib(moved), "256 MiB (file size)", f"{moved / size:.2%}",

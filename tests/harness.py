@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -567,6 +568,21 @@ class PeerProc(ManagedProc):
     def path(self, rel: str = "") -> Path:
         """A path inside this peer's mount."""
         return self.mnt / rel if rel else self.mnt
+
+    def status(self) -> dict:
+        """The peer's ``status.json`` as it was last written (it is replaced atomically)."""
+        return json.loads((self.cache_dir / "status.json").read_text())
+
+    def fresh_status(self, timeout: float = 20.0, interval: float = 0.02) -> dict:
+        """The peer's status as written after this call began."""
+        now = time.time()
+        return wait_for(lambda: (s := self.status())["updated"] > now and s,
+                        timeout=timeout, interval=interval, what=f"fresh status of {self.name}")
+
+    def settled(self) -> bool:
+        """Nothing stale, nothing waiting for the tracker."""
+        s = self.fresh_status()
+        return not s["stale"] and s["outbox"] == 0
 
     @property
     def mounted(self) -> bool:

@@ -3,7 +3,6 @@ applies a remote version, and a peer restarted while the tracker is down."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
@@ -28,19 +27,7 @@ MiB = 1 << 20
 FAKE_ADDR = "127.0.0.10"  # peers of the harness use 127.0.0.12 and up, the tracker .11
 
 
-def stats(peer) -> dict:
-    return json.loads((peer.cache_dir / "status.json").read_text())
 
-
-def fresh_stats(peer) -> dict:
-    """The peer's status as written after this call began."""
-    now = time.time()
-    return wait_for(lambda: (s := stats(peer))["updated"] > now and s, what=f"fresh status of {peer.name}")
-
-
-def settled(peer) -> bool:
-    s = fresh_stats(peer)
-    return not s["stale"] and s["outbox"] == 0
 
 
 def wait_content(peer, rel: str, data: bytes, timeout: float = 60) -> None:
@@ -49,7 +36,7 @@ def wait_content(peer, rel: str, data: bytes, timeout: float = 60) -> None:
         return p.stat().st_size == len(data) and p.read_bytes() == data
 
     wait_for(same, timeout=timeout, interval=0.05, what=f"{rel} on {peer.name}")
-    wait_for(lambda: settled(peer), timeout=timeout, what=f"{peer.name} to settle")
+    wait_for(lambda: peer.settled(), timeout=timeout, what=f"{peer.name} to settle")
 
 
 # --------------------------------------------------------------------------- a lying holder
@@ -189,7 +176,7 @@ def test_corrupt_holder_is_detected_and_the_file_arrives_intact(cluster):
     # the receiver noticed (at WARNING: a misbehaving peer is not our error)
     assert "corrupt chunk" in p2.log_file.read_text()
     # only verified chunks count, each once: no corrupt byte was taken for p1's
-    assert fresh_stats(p2)["bytes_received"] == len(data)
+    assert p2.fresh_status()["bytes_received"] == len(data)
 
 
 # --------------------------------------------------------------------------- SIGKILL mid-apply
@@ -207,12 +194,12 @@ def test_sigkill_while_applying_a_remote_version_leaves_old_or_new(cluster):
     # a few status intervals; if one slips through complete, it becomes the old one)
     new = b""
     for attempt in range(4):
-        before = stats(p2)["bytes_received"]
+        before = p2.status()["bytes_received"]
         new = rng.randbytes(size)
         p1.path("big").write_bytes(new)
 
         def receiving(before: int = before, new: bytes = new) -> str | None:
-            s = stats(p2)
+            s = p2.status()
             if any(e["path"] == "big" and e["present"] < e["chunks"] for e in s["stale"]):
                 return "mid" if s["bytes_received"] > before else None
             if s["bytes_received"] >= before + size and p2.path("big").read_bytes() == new:
@@ -222,7 +209,7 @@ def test_sigkill_while_applying_a_remote_version_leaves_old_or_new(cluster):
         seen = wait_for(receiving, timeout=60, interval=0.002, what="p2 receiving the new version")
         if seen == "mid":
             p2.kill()
-            got = stats(p2)["bytes_received"] - before
+            got = p2.status()["bytes_received"] - before
             print(f"killed p2 while it received version {attempt + 2} (last status: {got} bytes in)")
             break
         old = new
@@ -261,7 +248,7 @@ def test_peer_restart_with_the_tracker_down(cluster):
     edited = b"second version, written while the tracker is down\n"
     p1.path("edited.txt").write_bytes(edited)
     p1.path("created.txt").write_bytes(b"created while the tracker is down\n")
-    wait_for(lambda: stats(p1)["outbox"] == 2, what="p1 to queue both changes")
+    wait_for(lambda: p1.status()["outbox"] == 2, what="p1 to queue both changes")
 
     p2.start()  # the tracker is still down: p2 mounts anyway and serves what it has
     assert p2.path("edited.txt").read_bytes() == b"first version\n"
@@ -269,7 +256,7 @@ def test_peer_restart_with_the_tracker_down(cluster):
     assert p2.path("dir/inner.txt").read_bytes() == b"inner\n"
     assert not p2.path("created.txt").exists()
     p2.path("from-p2.txt").write_bytes(b"written on p2 while the tracker is down\n")
-    s = fresh_stats(p2)
+    s = p2.fresh_status()
     assert not s["tracker"]["connected"], s["tracker"]
 
     cluster.tracker.start()
@@ -278,4 +265,4 @@ def test_peer_restart_with_the_tracker_down(cluster):
     assert p2.path("edited.txt").read_bytes() == edited
     assert p1.path("from-p2.txt").read_bytes() == b"written on p2 while the tracker is down\n"
     for p in (p1, p2):
-        wait_for(lambda p=p: settled(p) and fresh_stats(p)["tracker"]["connected"], what=f"{p.name} to settle")
+        wait_for(lambda p=p: p.settled() and p.fresh_status()["tracker"]["connected"], what=f"{p.name} to settle")

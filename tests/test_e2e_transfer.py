@@ -1,7 +1,6 @@
 """Issue 3 end to end: only missing chunks move, from every holder, on demand, resumably."""
 
 import errno
-import json
 import os
 import shutil
 
@@ -13,25 +12,11 @@ pytestmark = pytest.mark.timeout(240)
 MiB = 1 << 20
 
 
-def stats(peer) -> dict:
-    return json.loads((peer.cache_dir / "status.json").read_text())
-
-
-def fresh_stats(peer) -> dict:
-    """The peer's status as written after this call began."""
-    import time
-
-    now = time.time()
-    return wait_for(lambda: (s := stats(peer))["updated"] > now and s, what=f"fresh status of {peer.name}")
 
 
 def received(peer) -> int:
-    return fresh_stats(peer)["bytes_received"]
+    return peer.fresh_status()["bytes_received"]
 
-
-def settled(peer) -> bool:
-    s = fresh_stats(peer)
-    return not s["stale"] and s["outbox"] == 0
 
 
 def write_random(path, size: int, seed: int) -> bytes:
@@ -48,7 +33,7 @@ def wait_content(peer, rel: str, data: bytes, timeout: float = 60) -> None:
         return p.stat().st_size == len(data) and p.read_bytes() == data
 
     wait_for(same, timeout=timeout, interval=0.1, what=f"{rel} on {peer.name}")
-    wait_for(lambda: settled(peer), timeout=timeout, what=f"{peer.name} to settle")
+    wait_for(lambda: peer.settled(), timeout=timeout, what=f"{peer.name} to settle")
 
 
 def test_edits_move_only_changed_chunks(cluster):
@@ -129,18 +114,18 @@ def test_read_with_no_holder_online_fails_with_eio(cluster):
     write_random(p1.path("lonely"), 8 * MiB, 5)
     wait_for(lambda: p2.path("lonely").stat().st_size == 8 * MiB, what="the stale file")
     p1.stop()
-    wait_for(lambda: not fresh_stats(p2)["peers_online"], what="p2 to see p1 leave")
+    wait_for(lambda: not p2.fresh_status()["peers_online"], what="p2 to see p1 leave")
     with pytest.raises(OSError) as info:
         p2.path("lonely").read_bytes()
     assert info.value.errno == errno.EIO
-    assert any("lonely" in e["message"] for e in fresh_stats(p2)["errors"])
+    assert any("lonely" in e["message"] for e in p2.fresh_status()["errors"])
 
 
 def test_sigkill_of_receiver_resumes_without_refetching(cluster):
     p1, p2 = cluster.start_peers(2)
     size = 96 * MiB
     data = write_random(p1.path("resume"), size, 6)
-    wait_for(lambda: stats(p2)["bytes_received"] >= 40 * MiB, what="p2 to be partway", interval=0.005)
+    wait_for(lambda: p2.status()["bytes_received"] >= 40 * MiB, what="p2 to be partway", interval=0.005)
     p2.kill()
     p2.start()
     wait_content(p2, "resume", data, timeout=90)
@@ -154,7 +139,7 @@ def test_on_demand_file_read_whole_becomes_complete_and_served(cluster):
     data = write_random(p1.path("doc"), 8 * MiB, 7)
     wait_for(lambda: p2.path("doc").stat().st_size == len(data), what="the stale file on p2")
     assert p2.path("doc").read_bytes() == data
-    wait_for(lambda: not fresh_stats(p2)["stale"], what="p2 to count the file complete")
+    wait_for(lambda: not p2.fresh_status()["stale"], what="p2 to count the file complete")
     p1.stop()  # p2 announced it, so a third peer can fetch it from p2 alone
     p3 = cluster.add_peer(extra_args=["--on-demand"])
     wait_content(p3, "doc", data)
