@@ -758,9 +758,6 @@ class Engine:
 
     # -- filling stale files -------------------------------------------------------------
 
-    def is_stale(self, node: Node) -> bool:
-        return node.data_id in self.downloader.partials
-
     @property
     def paused(self) -> str:
         """'' when running; 'soft' (background transfers stop) or 'hard' (reads too)."""
