@@ -617,7 +617,7 @@ class Engine:
     def _local_state(self, path: str) -> tuple[Node | None, dict[str, int], bool, bool]:
         node = self.store.lookup_path(path)
         version = node.version if node is not None else (self.store.tombstone(path) or {})
-        pending = bool(self.store.outbox_for(path))
+        pending = self.store.outbox_has(path)
         # written here and not yet committed (open, or released and queued): applying a
         # remote version now would throw those writes away
         busy = node is not None and self._busy(node.ino)

@@ -347,6 +347,9 @@ class Store:
         rows = self.db.execute("SELECT id, entry FROM outbox WHERE path=? ORDER BY id", (path,)).fetchall()
         return [(i, Entry.from_wire(msgpack.unpackb(e))) for i, e in rows]
 
+    def outbox_has(self, path: str) -> bool:
+        return self.db.execute("SELECT 1 FROM outbox WHERE path=? LIMIT 1", (path,)).fetchone() is not None
+
     def outbox_remove(self, ids: list[int]) -> None:
         self.db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
 
