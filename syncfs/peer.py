@@ -1,0 +1,143 @@
+"""What every peer runs, whatever its front end (a FUSE mount or a watched directory):
+the store, its identity, the engine, the chunk server, the tracker link, the status file
+and the control socket."""
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import trio
+
+from . import config
+from .cli import READY, ensure_local_tracker
+from .config import ConfigError, MountConfig
+from .control import ControlServer, check_private_dir, register
+from .engine import Engine
+from .identity import Identity
+from .invite import BadToken, Invite, looks_like_token, parse
+from .p2p import ChunkServer, PeerPool
+from .status import ControlHandler, current_log_file, write_status
+from .store import Store
+from .tracker_link import TrackerLink
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Peer:
+    """The parts of one running peer, built by ``open_peer`` and run by ``serve``."""
+
+    cfg: MountConfig
+    share_dir: Path
+    invite: Invite
+    store: Store
+    me: Identity
+    pool: PeerPool
+    engine: Engine
+    server: ChunkServer
+    listen_host: str
+
+
+@contextlib.contextmanager
+def open_peer(cfg: MountConfig, share_dir: Path, *, on_demand: bool) -> Iterator[Peer]:
+    """Open the store of the share at ``share_dir`` and build the peer around it; the
+    store is closed on exit. Raises ConfigError, StoreBusy, ControlError, IdentityError."""
+    invite = join_token(cfg)
+    listen_host, listen_port = config.split_host_port(cfg.listen or "", 0)
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else config.default_cache_dir(share_dir)
+    store = Store(cache_dir)
+    store.open()
+    try:
+        check_private_dir(store.root)  # the control socket lives there
+        me = Identity.load_or_create(store.root / "identity", "syncfs peer")
+        if store.peer_id != me.id:
+            # the peer id is the certificate's fingerprint (a store from before identities
+            # gets a new id; its version vectors keep the old one's counters)
+            log.info("peer id %s (was %s)", me.id, store.peer_id)
+            store.set_meta("peer_id", me.id)
+        pool = PeerPool(me, store.peer_id, listen_host or None)
+        engine = Engine(store, pool, on_demand=on_demand, fetch_timeout=cfg.fetch_timeout)
+        engine.mountpoint = str(share_dir)
+        engine.downloader.max_rate = cfg.max_rate
+        server = ChunkServer(engine.downloader.serve_chunk, pool, listen_host, listen_port)
+        yield Peer(cfg, share_dir, invite, store, me, pool, engine, server, listen_host)
+    finally:
+        store.close()
+
+
+def join_token(cfg: MountConfig) -> Invite:
+    """The share to join: --token / --tracker TOKEN, else the local tracker's; --secret overrides."""
+    text = cfg.token or cfg.tracker
+    if text:
+        if not looks_like_token(text):
+            raise ConfigError(
+                f"--tracker takes a join token (syncfs://...), not {text!r}: "
+                "run 'syncfs tracker --print-invite' on the tracker's machine"
+            )
+        try:
+            invite = parse(text)
+        except BadToken as exc:
+            raise ConfigError(str(exc)) from None
+    else:
+        invite = ensure_local_tracker()
+    if cfg.secret:
+        invite = dataclasses.replace(invite, secret=cfg.secret)
+    return invite
+
+
+async def serve(peer: Peer, ready_fd: int | None, *,
+                start_frontend: Callable[[trio.Nursery], Awaitable[None]],
+                frontend_main: Callable[[], Awaitable[None]],
+                on_signal: Callable[[], None]) -> None:
+    """Run the peer's services until ``frontend_main`` returns.
+
+    ``start_frontend`` starts what the front end needs before the engine runs (the engine
+    reports to it from its first step); ``on_signal`` asks the front end to end on
+    SIGTERM/SIGINT/SIGHUP.
+    """
+    engine = peer.engine
+    async with trio.open_nursery() as nursery:
+        await start_frontend(nursery)
+        await nursery.start(peer.pool.run)
+        port = await nursery.start(peer.server.run)
+        await nursery.start(engine.run)
+        listen_host = peer.listen_host
+        advertise = ("" if listen_host in ("", "0.0.0.0", "::") else listen_host, port)
+        if peer.cfg.advertise:
+            advertise = config.split_host_port(peer.cfg.advertise, port)
+        link = TrackerLink(engine, peer.me, peer.invite, listen_host or None, advertise)
+        await nursery.start(link.run)
+        nursery.start_soon(write_status, engine.store.root / "status.json", engine, peer.server, link)
+        handler = ControlHandler(engine, peer.server, link, current_log_file())
+        await nursery.start(ControlServer(engine.store.root, handler).run)
+        register(peer.share_dir, engine.store.root)
+        nursery.start_soon(_stop_on_signal, on_signal)
+        if ready_fd is not None:
+            os.write(ready_fd, READY)
+            os.close(ready_fd)
+        await frontend_main()
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(on_signal: Callable[[], None]) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("got signal %d: stopping", signum)
+            on_signal()
+            return
+
+
+def report(ready_fd: int | None, message: str) -> None:
+    """Tell the waiting parent (or, in the foreground, the terminal) why we did not start."""
+    if ready_fd is None:
+        print(f"syncfs: {message}", file=__import__("sys").stderr)
+        return
+    try:
+        os.write(ready_fd, message.encode() + b"\n")
+        os.close(ready_fd)
+    except OSError:
+        pass
