@@ -32,25 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("tracker", help="run the tracker (see: syncfs tracker --help)")
     m = sub.add_parser("mount", help="mount a share at DIR")
     m.add_argument("directory", nargs="?", help="mount point (an existing empty directory)")
-    m.add_argument("--tracker", metavar="TOKEN",
-                   help="the share's join token (syncfs tracker --print-invite); without it a local tracker is started")
-    m.add_argument("--token", help="the join token (same as --tracker TOKEN)")
+    _peer_options(m)
     m.add_argument("--allow-other", action="store_true", default=None,
                    help="let other users enter the mount (needs user_allow_other in /etc/fuse.conf unless root); "
                    "permissions are checked by the kernel either way")
-    m.add_argument("--advertise", help="ADDR[:PORT] other peers reach this one's chunk server at (default: --listen)")
-    m.add_argument("--listen", help="ADDR[:PORT] to serve chunks on and connect from (default: all addresses, a free port)")
-    m.add_argument("--cache-dir", help="where the local store lives (default: under the XDG data directory)")
-    m.add_argument("--secret", help="the share secret (default: the join token's, or the local tracker's)")
-    m.add_argument("--config", help="a TOML file, or a key=value file such as config.dat")
     m.add_argument("--on-demand", action="store_true", default=None,
                    help="keep files online-only until they are read (default: sync everything)")
-    m.add_argument("--fetch-timeout", type=float, help="seconds a read waits for missing chunks before EIO (default 30)")
-    m.add_argument("--max-rate", help="limit downloads to this many bytes per second (e.g. 500K, 20M)")
-    m.add_argument("--foreground", action="store_true", help="stay attached instead of running in the background")
-    m.add_argument("--log-file")
-    m.add_argument("--log-level")
-    m.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    w = sub.add_parser("sync", help="keep an ordinary directory in the share (for hosts without FUSE)")
+    w.add_argument("directory", nargs="?", help="the directory to keep in the share (may hold files already)")
+    _peer_options(w)
     st = sub.add_parser("status", help="what a running mount is doing")
     st.add_argument("directory", nargs="?", help="the mount point or a directory inside it")
     st.add_argument("--json", action="store_true", help="one JSON document, for scripts")
@@ -74,24 +64,65 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "directory": args.directory, "tracker": args.tracker, "listen": args.listen,
                 "cache_dir": args.cache_dir, "secret": args.secret, "log_file": args.log_file,
-                "log_level": args.log_level, "on_demand": args.on_demand, "fetch_timeout": args.fetch_timeout,
+                "log_level": args.log_level, "on_demand": getattr(args, "on_demand", None),
+                "fetch_timeout": args.fetch_timeout,
                 "max_rate": config.parse_rate(args.max_rate) if args.max_rate else None,
-                "token": args.token, "allow_other": args.allow_other, "advertise": args.advertise,
+                "token": args.token, "allow_other": getattr(args, "allow_other", None), "advertise": args.advertise,
             },
             args.config,
         )
         if not cfg.directory:
-            raise ConfigError("no mount point given (DIR, or 'directory' in the configuration)")
-        mountpoint = Path(cfg.directory).expanduser().absolute()
-        check_mountpoint(mountpoint)
+            raise ConfigError("no directory given (DIR, or 'directory' in the configuration)")
+        directory = Path(cfg.directory).expanduser().absolute()
+        if args.command == "sync":
+            check_sync_dir(directory)
+            if args.foreground:
+                from .sync import run_sync
+
+                return run_sync(cfg, directory, ready_fd=args.ready_fd)
+            return spawn_background(argv, cfg, directory, "watching")
+        check_mountpoint(directory)
         if args.foreground:
             from .mount import run_mount
 
-            return run_mount(cfg, mountpoint, ready_fd=args.ready_fd)
-        return spawn_background(argv, cfg, mountpoint)
+            return run_mount(cfg, directory, ready_fd=args.ready_fd)
+        return spawn_background(argv, cfg, directory, "mounted")
     except ConfigError as exc:
         print(f"syncfs: {exc}", file=sys.stderr)
         return 2
+
+
+def _peer_options(p: argparse.ArgumentParser) -> None:
+    """The options every kind of peer takes (a mount, a watched directory)."""
+    p.add_argument("--tracker", metavar="TOKEN",
+                   help="the share's join token (syncfs tracker --print-invite); without it a local tracker is started")
+    p.add_argument("--token", help="the join token (same as --tracker TOKEN)")
+    p.add_argument("--advertise", help="ADDR[:PORT] other peers reach this one's chunk server at (default: --listen)")
+    p.add_argument("--listen", help="ADDR[:PORT] to serve chunks on and connect from (default: all addresses, a free port)")
+    p.add_argument("--cache-dir", help="where the local store lives (default: under the XDG data directory)")
+    p.add_argument("--secret", help="the share secret (default: the join token's, or the local tracker's)")
+    p.add_argument("--config", help="a TOML file, or a key=value file such as config.dat")
+    p.add_argument("--fetch-timeout", type=float, help="seconds a read waits for missing chunks before EIO (default 30)")
+    p.add_argument("--max-rate", help="limit downloads to this many bytes per second (e.g. 500K, 20M)")
+    p.add_argument("--foreground", action="store_true", help="stay attached instead of running in the background")
+    p.add_argument("--log-file")
+    p.add_argument("--log-level")
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+
+def check_sync_dir(directory: Path) -> None:
+    if not directory.is_dir():
+        raise ConfigError(f"{directory} is not a directory")
+    if os.path.ismount(directory) and _is_syncfs_mount(directory):
+        raise ConfigError(f"{directory} is a syncfs mount: watch an ordinary directory")
+
+
+def _is_syncfs_mount(directory: Path) -> bool:
+    try:
+        with open("/proc/self/mounts") as mounts:
+            return any(line.split()[1] == str(directory) and "syncfs" in line.split()[2] for line in mounts)
+    except OSError:
+        return False
 
 
 def check_mountpoint(mountpoint: Path) -> None:
@@ -105,8 +136,8 @@ def check_mountpoint(mountpoint: Path) -> None:
         raise ConfigError(f"mount point {mountpoint} is not empty")
 
 
-def spawn_background(argv: list[str], cfg: MountConfig, mountpoint: Path) -> int:
-    """Start the mount as a detached process; return once it is live (0) or has failed (1)."""
+def spawn_background(argv: list[str], cfg: MountConfig, mountpoint: Path, done: str) -> int:
+    """Start the peer as a detached process; return once it is live (0) or has failed (1)."""
     read_end, write_end = os.pipe()
     log_file = Path(cfg.log_file) if cfg.log_file else config.default_log_file(mountpoint)
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -117,10 +148,10 @@ def spawn_background(argv: list[str], cfg: MountConfig, mountpoint: Path) -> int
     with os.fdopen(read_end, "rb") as pipe:
         answer = pipe.read()
     if answer.startswith(READY):
-        print(f"syncfs: {mountpoint} mounted (pid {child.pid}, log {log_file})")
+        print(f"syncfs: {mountpoint} {done} (pid {child.pid}, log {log_file})")
         return 0
     child.wait()
-    message = answer.decode(errors="replace").strip() or f"the mount process exited with {child.returncode}; see {log_file}"
+    message = answer.decode(errors="replace").strip() or f"the syncfs process exited with {child.returncode}; see {log_file}"
     print(f"syncfs: {message}", file=sys.stderr)
     return 1
 

@@ -28,7 +28,7 @@ from .protocol.messages import ChunkParams, PeerInfo, Table, TableRow
 from .protocol.paths import BadPath, join, validate_path
 from .protocol.versions import Order, bump, compare, merge
 from .reconcile import Action, decide
-from .store import ROOT_INO, Node, Store
+from .store import ROOT_INO, Node, Store, copy_fd
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,12 @@ DEFAULT_FETCH_TIMEOUT = 30.0
 
 
 class Frontend(Protocol):
+    """What the engine tells the front end: names and inodes a remote change made stale,
+    and files whose bytes became completely local."""
+
     def invalidate_inode(self, ino: int) -> None: ...
     def invalidate_entry(self, parent_ino: int, name: str) -> None: ...
+    def file_complete(self, ino: int) -> None: ...
 
 
 class _NoFrontend:
@@ -54,6 +58,9 @@ class _NoFrontend:
         pass
 
     def invalidate_entry(self, parent_ino: int, name: str) -> None:
+        pass
+
+    def file_complete(self, ino: int) -> None:
         pass
 
 
@@ -338,6 +345,74 @@ class Engine:
     def fsync(self, fh: int) -> None:
         os.fsync(self.handle(fh).fd)
 
+    async def import_file(self, path: str, source: str, base: dict[str, int]) -> tuple[Node, os.stat_result] | None:
+        """Commit the regular file ``source``, which lies outside the store, as the content
+        of ``path``: a local change made on top of version ``base``. Returns the node and
+        the attributes ``source`` had while it was copied.
+
+        For front ends that keep files outside the store (a watched directory). The bytes
+        are copied into a new data file and chunked in a thread; None means ``source``
+        changed meanwhile (try again once it is quiet). Bytes the share already has at
+        ``path`` are adopted without a new version, so peers that start from copies of the
+        same tree do not conflict over it, and a stale copy is filled from them.
+        """
+        before = os.lstat(source)
+        self.store.ensure_room(before.st_size)
+        with self.store.transaction():
+            data_id = self.store.new_data_file()
+        try:
+            chunks, after = await trio.to_thread.run_sync(
+                _copy_and_chunk, source, self.store.data_path(data_id), self.params)
+        except BaseException:
+            self.store.remove_data_file(data_id)
+            raise
+        if (before.st_ino, before.st_size, before.st_mtime_ns) != (after.st_ino, after.st_size, after.st_mtime_ns):
+            self.store.remove_data_file(data_id)
+            return None
+        mode, mtime_ns, size = after.st_mode & 0o7777, after.st_mtime_ns, sum(c.length for c in chunks)
+        # the tree may have moved on while we copied: decide on what is there now
+        with self.store.transaction():
+            node = self.store.lookup_path(path)
+            if node is not None and node.kind is not Kind.FILE:
+                raise FsError(errno.EEXIST, f"{path} is a {node.kind.value} in the share")
+            if node is not None and node.chunks == chunks:
+                self._adopt_data(node, data_id)
+                if (node.mode, node.mtime_ns) != (mode, mtime_ns) and node.version == base:
+                    self.store.update_node(node.ino, mode=mode, mtime_ns=mtime_ns)
+                    self._commit(self.store.get(node.ino))
+                return self.store.get(node.ino), after
+            if node is None:
+                parent = self.store.lookup_path(path.rpartition("/")[0])
+                if parent is None or parent.kind is not Kind.DIR:
+                    raise FsError(errno.ENOENT, f"the directory of {path} is not in the share")
+                node = self.store.insert_node(parent, _base(path), Kind.FILE, mode, mtime_ns=mtime_ns,
+                                              data_id=data_id, size=size, chunks=chunks)
+            else:
+                self._retire_data(node.data_id)
+                self.store.update_node(node.ino, data_id=data_id, chunks=chunks, size=size,
+                                       mode=mode, mtime_ns=mtime_ns)
+            self.store.index_chunks(data_id, chunks)
+            self._commit(self.store.get(node.ino), base=base)
+        return self.store.get(node.ino), after
+
+    def _adopt_data(self, node: Node, data_id: int) -> None:
+        """``data_id`` holds exactly ``node``'s chunks: let it complete a stale copy, or
+        drop it as a duplicate of a complete one."""
+        if node.data_id is None or node.data_id not in self.downloader.partials:
+            self.store.remove_data_file(data_id)
+            return
+        self._retire_data(node.data_id)
+        self.store.update_node(node.ino, data_id=data_id)
+        self.store.index_chunks(data_id, node.chunks)
+        self._have(node.path, node.version)
+
+    def _retire_data(self, data_id: int | None) -> None:
+        """A node stops using ``data_id``; downloads may still copy chunks from it."""
+        if data_id is not None:
+            self.downloader.drop(data_id)
+            self.store.trash_add(data_id)
+            self.downloader.wake.set()
+
     async def setattr(self, ino: int, *, mode: int | None = None, size: int | None = None,
                       mtime_ns: int | None = None, fh: int | None = None) -> Node:
         node = self.node(ino)
@@ -472,10 +547,7 @@ class Engine:
             for ino in [i for i in self.orphans if i not in self.open_count][: len(self.orphans) - MAX_ORPHANS]:
                 del self.orphans[ino]
         self.store.delete_node(node.ino)
-        if node.data_id is not None:
-            self.downloader.drop(node.data_id)
-            self.store.trash_add(node.data_id)
-            self.downloader.wake.set()
+        self._retire_data(node.data_id)
         if node.path == IGNORE_FILE:
             self._reload_ignore()
 
@@ -838,6 +910,7 @@ class Engine:
         if node is not None:
             # renamed or chmodded here meanwhile: announce what the file is now
             self._have(node.path, node.version)
+            self.frontend.file_complete(node.ino)
         if node is not None and node.path == IGNORE_FILE:
             self._reload_ignore()
 
@@ -930,6 +1003,22 @@ def _chunk_file(path: os.PathLike, params: ChunkParams) -> list[Chunk]:
         return chunking.chunk_fd(fd, params)
     finally:
         os.close(fd)
+
+
+def _copy_and_chunk(source: str, dest: os.PathLike, params: ChunkParams) -> tuple[tuple[Chunk, ...], os.stat_result]:
+    """Copy ``source`` into the data file ``dest`` and cut the copy (which nothing else
+    changes) into chunks; also return ``source``'s attributes as they were after the copy."""
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        dst = os.open(dest, os.O_RDWR | os.O_TRUNC)
+        try:
+            copy_fd(src, dst)
+            chunks = tuple(chunking.chunk_fd(dst, params))
+        finally:
+            os.close(dst)
+        return chunks, os.fstat(src)
+    finally:
+        os.close(src)
 
 
 def _base(path: str) -> str:

@@ -95,6 +95,9 @@ class Operations(pyfuse3.Operations):
     def invalidate_entry(self, parent_ino: int, name: str) -> None:
         self._queue(("entry", parent_ino, name))
 
+    def file_complete(self, ino: int) -> None:
+        pass  # the kernel reads through us; nothing of its caches depends on completeness
+
     def _queue(self, item: tuple) -> None:
         if self._invalidations is not None:
             try:

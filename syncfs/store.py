@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgpack
 
+from .mirror import Seen
 from .protocol.entries import Chunk, Entry, Kind
 from .protocol.messages import Have
 from .protocol.paths import join
@@ -59,6 +60,10 @@ CREATE TABLE IF NOT EXISTS trash (data_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS dirty (ino INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS haves (path TEXT PRIMARY KEY, version BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS data_ids (data_id INTEGER PRIMARY KEY AUTOINCREMENT, dummy INTEGER);
+CREATE TABLE IF NOT EXISTS mirror (
+    path TEXT PRIMARY KEY, kind TEXT NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, mode INTEGER NOT NULL, content BLOB NOT NULL, version BLOB NOT NULL
+);
 """
 
 
@@ -406,6 +411,39 @@ class Store:
     def dirty_inos(self) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT ino FROM dirty").fetchall()]
 
+    # -- what a watched directory held when it last agreed with the share ----------------
+
+    def seen(self, path: str) -> Seen | None:
+        row = self.db.execute(
+            "SELECT path, kind, ino, size, mtime_ns, mode, content, version FROM mirror WHERE path=?", (path,)
+        ).fetchone()
+        if row is None:
+            return None
+        path, kind, ino, size, mtime_ns, mode, content, version = row
+        return Seen(path, Kind(kind), ino, size, mtime_ns, mode, content, msgpack.unpackb(version))
+
+    def put_seen(self, s: Seen) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO mirror (path, kind, ino, size, mtime_ns, mode, content, version)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (s.path, s.kind.value, s.ino, s.size, s.mtime_ns, s.mode, s.content, pack_version(s.version)),
+        )
+
+    def forget_seen(self, path: str) -> None:
+        """Forget ``path`` and everything recorded below it."""
+        self.db.execute("DELETE FROM mirror WHERE path=? OR (path > ? AND path < ?)", (path, path + "/", path + "0"))
+
+    def move_seen(self, old: str, new: str) -> None:
+        self.forget_seen(new)
+        self.db.execute("UPDATE mirror SET path=? WHERE path=?", (new, old))
+        self.db.execute(
+            "UPDATE mirror SET path = ? || substr(path, ?) WHERE path > ? AND path < ?",
+            (new, len(old) + 1, old + "/", old + "0"),
+        )
+
+    def seen_paths(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT path FROM mirror")]
+
     # -- data files no version uses any more (kept while downloads may reuse their chunks) ---
 
     def trash_add(self, data_id: int) -> None:
@@ -536,3 +574,24 @@ def read_chunk(path: Path, offset: int, length: int) -> bytes:
     if len(data) != length:
         raise OSError(errno.EIO, "short read from data file")
     return data
+
+
+def copy_fd(src: int, dst: int) -> None:
+    """Copy what remains of ``src`` to ``dst`` at their current offsets (runs in a thread).
+
+    copy_file_range shares extents where the filesystem can (btrfs, XFS), so a watched
+    directory and its store on one such disk need no second copy of the bytes.
+    """
+    start_src, start_dst = os.lseek(src, 0, os.SEEK_CUR), os.lseek(dst, 0, os.SEEK_CUR)
+    try:
+        while os.copy_file_range(src, dst, 1 << 30):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    os.lseek(src, start_src, os.SEEK_SET)
+    os.lseek(dst, start_dst, os.SEEK_SET)
+    os.ftruncate(dst, start_dst)
+    while block := os.read(src, 1 << 20):
+        os.write(dst, block)

@@ -638,6 +638,55 @@ class PeerProc(ManagedProc):
         force_unmount(self.mnt)
 
 
+class SyncProc(PeerProc):
+    """A watched-directory peer: ``syncfs sync DIR`` on 127.0.0.{11+index}, in the foreground.
+
+    ``mnt`` is its plain directory, so tree helpers treat it like a mount.
+    """
+
+    def __init__(self, index: int, workdir: Path, tracker: TrackerProc, **kwargs: object) -> None:
+        super().__init__(index, workdir, tracker, **kwargs)  # type: ignore[arg-type]
+        self.name = f"s{index}"
+        self.log_file = workdir / f"{self.name}.log"
+        self.console_file = workdir / f"{self.name}.console"
+        self.mnt = workdir / "dir"
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        cmd[3] = "sync"
+        return cmd
+
+    @property
+    def mounted(self) -> bool:
+        return self.running
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Start watching and wait until the peer has written its first status."""
+        self.mnt.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.cache_dir / "status.json").unlink()
+        self._spawn()
+        deadline = time.monotonic() + timeout
+        while not (self.cache_dir / "status.json").exists():
+            if not self.running:
+                raise self._fail_start(f"exited with status {self.returncode} before it was ready")
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise self._fail_start(f"was not ready within {timeout:g}s")
+            time.sleep(0.02)
+
+    def _begin_stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _finish_stop(self, deadline: float) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self._wait(max(0.0, deadline - time.monotonic()))
+        self._reap()
+
+    def kill(self) -> None:
+        self._reap()
+
+
 # --------------------------------------------------------------------------- log checks
 
 _ERROR_LEVEL = re.compile(r"(?:^|[\s\[|])(ERROR|CRITICAL|FATAL)(?:[\s\]:|]|$)")
@@ -731,10 +780,12 @@ class Cluster:
         """Let log errors matching ``pattern`` (of ``proc``, or of any process) pass."""
         self.logs.expect_log(pattern, proc)
 
-    def add_peer(self, *, start: bool = True, extra_args: Sequence[str] = ()) -> PeerProc:
-        """Create the next peer (p1 on 127.0.0.12, p2 on .13, ...), started unless told not."""
+    def add_peer(self, *, start: bool = True, extra_args: Sequence[str] = (), watched: bool = False) -> PeerProc:
+        """Create the next peer (p1 on 127.0.0.12, p2 on .13, ...), started unless told not;
+        ``watched``: a plain directory kept by ``syncfs sync`` (named s1, s2, ...) instead of a mount."""
         index = len(self.peers) + 1
-        peer = PeerProc(index, self.tmp_path / f"p{index}", self.tracker, extra_args=extra_args)
+        cls, prefix = (SyncProc, "s") if watched else (PeerProc, "p")
+        peer = cls(index, self.tmp_path / f"{prefix}{index}", self.tracker, extra_args=extra_args)
         self.peers.append(peer)
         self.logs.procs.append(peer)
         if start:
@@ -777,6 +828,7 @@ __all__ = [
     "Node",
     "PeerProc",
     "SECRET",
+    "SyncProc",
     "TRACKER_ADDR",
     "TrackerProc",
     "can_connect",

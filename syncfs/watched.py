@@ -1,0 +1,490 @@
+"""The watched-directory front end: an ordinary directory kept in the share, for hosts
+without FUSE (``syncfs sync DIR``).
+
+watchdog reports inotify events from its own thread; they come back to the trio loop
+through the trio token and only mark paths as pending. One task reconciles pending paths
+one at a time: ``mirror.decide`` compares the directory, the share's node and what the two
+last agreed on, and the front end then commits the directory's state to the engine (push)
+or writes the share's state into the directory (pull). Nothing is polled: the only full
+scan is the one at start-up, which finds what changed while the process was stopped.
+
+- A file is pushed once it is quiet: QUIET after it was closed, or SETTLE after its last
+  write if it stays open. It is copied into the store and chunked there; if it changed
+  while being copied, it is tried again later, so no half-written file is sent.
+- Remote versions are written to a temporary file in the same directory, given their mode
+  and mtime, flushed, and renamed over the path, so no reader sees half a file. Just
+  before the rename the path is checked again: a local edit made meanwhile is pushed
+  instead (and becomes a conflict copy if it is concurrent with the remote one).
+"""
+
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+
+import trio
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from .engine import Engine
+from .errors import FsError
+from .mirror import Action, Disk, Seen, Shared, content_key, decide, disk_unchanged, share_unchanged
+from .protocol.entries import Kind
+from .protocol.paths import BadPath, join, parent_of, validate_path
+from .store import Node, copy_fd
+
+log = logging.getLogger(__name__)
+
+QUIET = 0.1  # seconds after a close (or any other event) before a path is reconciled
+SETTLE = 1.0  # seconds without writes before a file still open for writing is pushed anyway
+RETRY = 1.0  # seconds before a path whose reconciliation failed is tried again
+TEMP_PREFIX = ".syncfs-tmp."
+
+
+@dataclasses.dataclass
+class _Pending:
+    due: float
+    writing: bool = False
+    moved_to: str | None = None  # this path was renamed to moved_to (a chance to rename in the share)
+    failures: int = 0
+
+
+class _Changed(Exception):
+    """The directory changed under a write into it: push the directory's state instead."""
+
+
+class WatchedDir:
+    """Keeps ``root`` and the share identical. It is the engine's Frontend."""
+
+    def __init__(self, engine: Engine, root: Path) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.root = root
+        self.pending: dict[str, _Pending] = {}
+        self._wake = trio.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    # -- Frontend: the engine applied a remote change -------------------------------------
+
+    def invalidate_entry(self, parent_ino: int, name: str) -> None:
+        try:
+            parent = self.engine.node(parent_ino)
+        except FsError:
+            return
+        self._queue(join(parent.path, name))
+
+    def invalidate_inode(self, ino: int) -> None:
+        try:
+            node = self.engine.node(ino)
+        except FsError:
+            return
+        if node.path:
+            self._queue(node.path)
+
+    file_complete = invalidate_inode
+
+    # -- events from the directory -------------------------------------------------------
+
+    def _queue(self, path: str, *, delay: float = 0.0, writing: bool | None = None) -> None:
+        now = trio.current_time()
+        item = self.pending.pop(path, None)  # re-queued at the end: paths go in event order
+        if item is None:
+            item = _Pending(now + delay)
+        elif delay or not item.writing:
+            item.due = now + delay  # a new event restarts the wait for quiet
+        if writing is not None:
+            item.writing = writing
+        if item.writing:
+            item.due = max(item.due, now + SETTLE)
+        self.pending[path] = item
+        self._wake.set()
+
+    def _relative(self, raw: str | bytes) -> str | None:
+        """The share path of an absolute path from watchdog; None for the root, paths
+        outside it, our own temporary files and names the share cannot hold."""
+        text = os.fsdecode(raw)
+        try:
+            rel = Path(text).relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+        if rel in ("", ".") or rel.rpartition("/")[2].startswith(TEMP_PREFIX):
+            return None
+        try:
+            return validate_path(rel)
+        except BadPath as exc:
+            log.info("not synced: %s (%s)", text, exc.why)
+            return None
+
+    def on_event(self, kind: str, src: str | bytes, dest: str | bytes) -> None:
+        """One watchdog event, on the trio loop."""
+        path = self._relative(src)
+        if kind == "moved":
+            target = self._relative(dest)
+            if path is not None:
+                self._queue(path, delay=QUIET, writing=False)
+                self.pending[path].moved_to = target
+            if target is not None:
+                self._queue(target, delay=QUIET, writing=False)
+            return
+        if path is None:
+            return
+        if kind in ("created", "modified"):
+            self._queue(path, delay=QUIET, writing=not self._is_dir(path))
+        elif kind in ("closed", "deleted"):
+            self._queue(path, delay=QUIET, writing=False)
+        else:  # attrib
+            self._queue(path, delay=QUIET)
+
+    def _is_dir(self, path: str) -> bool:
+        return os.path.isdir(self._abs(path)) and not os.path.islink(self._abs(path))
+
+    def _abs(self, path: str) -> str:
+        return os.path.join(self.root, path)
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        observer = Observer()
+        observer.schedule(_Events(self), str(self.root), recursive=True)
+        observer.start()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._worker)
+                await self._scan()
+                task_status.started()
+        finally:
+            observer.stop()
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await trio.to_thread.run_sync(observer.join)
+
+    async def _scan(self) -> None:
+        """Queue every path of the directory, of the share and of the last agreement: what
+        changed while we were stopped (on either side) is among them."""
+        on_disk = await trio.to_thread.run_sync(_walk, str(self.root))
+        paths = dict.fromkeys(on_disk)
+        paths.update(dict.fromkeys(self.store.seen_paths()))
+        paths.update(dict.fromkeys(n.path for n in self.store.descendants("")))
+        for path in sorted(paths):
+            self._queue(path)
+        log.info("watching %s: %d paths to check", self.root, len(paths))
+
+    async def _worker(self) -> None:
+        while True:
+            now = trio.current_time()
+            due = [p for p, item in self.pending.items() if item.due <= now]
+            for path in due:
+                item = self.pending.pop(path, None)
+                if item is None:
+                    continue
+                try:
+                    await self._reconcile(path, item)
+                except _Changed:
+                    self._queue(path, delay=QUIET)
+                except (FsError, OSError) as exc:
+                    item.failures += 1
+                    level = logging.WARNING if item.failures in (3, 30) else logging.INFO
+                    log.log(level, "cannot sync %s yet: %s", path, exc)
+                    if item.failures == 3:
+                        self.engine.note_error(f"cannot sync {path}: {exc}")
+                    retry = self.pending.setdefault(path, item)
+                    retry.failures = item.failures
+                    retry.due = max(retry.due, now + min(RETRY * item.failures, 30.0))
+            if not due:
+                next_due = min((item.due for item in self.pending.values()), default=float("inf"))
+                with trio.move_on_at(next_due):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+
+    # -- one path --------------------------------------------------------------------------
+
+    def _disk(self, path: str) -> Disk | None:
+        try:
+            st = os.lstat(self._abs(path))
+            target = os.readlink(self._abs(path)) if stat.S_ISLNK(st.st_mode) else ""
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return Disk.from_stat(st, target)
+
+    def _shared(self, node: Node | None) -> Shared | None:
+        if node is None:
+            return None
+        complete = node.data_id is None or node.data_id not in self.engine.downloader.partials
+        return Shared(node.kind, node.mode, node.mtime_ns, content_key(node.kind, node.chunks, node.target),
+                      node.version, complete)
+
+    async def _reconcile(self, path: str, item: _Pending) -> None:
+        disk = self._disk(path)
+        if disk is not None and self.engine.ignore.ignored(path, disk.kind is Kind.DIR):
+            return  # stays local, as in a mount
+        node = self.store.lookup_path(path)
+        seen = self.store.seen(path)
+        action = decide(disk, seen, self._shared(node))
+        if action is Action.PUSH and disk is None and item.moved_to and await self._rename(path, item.moved_to, seen, node):
+            return
+        if action is Action.PUSH:
+            await self._push(path, disk, seen, node)
+        elif action is Action.PULL:
+            await self._pull(path, disk, seen, node)
+        elif action is Action.RECORD:
+            if node is None:
+                self.store.forget_seen(path)
+            else:
+                self.store.put_seen(dataclasses.replace(seen, version=node.version))  # type: ignore[arg-type]
+
+    def _record(self, path: str, node: Node, st: os.stat_result | None = None) -> None:
+        st = st if st is not None else os.lstat(self._abs(path))
+        disk = Disk.from_stat(st, node.target)
+        assert disk is not None
+        self.store.put_seen(Seen(path, node.kind, disk.ino, disk.size, disk.mtime_ns, disk.mode,
+                                 content_key(node.kind, node.chunks, node.target), node.version))
+
+    # -- the directory changed: commit it to the share --------------------------------------
+
+    async def _rename(self, old: str, new: str, seen: Seen | None, node: Node | None) -> bool:
+        """A rename seen in the directory, done as a rename in the share (no bytes copied,
+        none sent) when the moved thing is exactly what both sides agreed on."""
+        disk = self._disk(new)
+        if seen is None or node is None or not disk_unchanged(seen, disk) \
+                or not share_unchanged(seen, self._shared(node)):
+            return False
+        target = self.store.lookup_path(new)
+        if target is not None and (target.kind is Kind.DIR) != (node.kind is Kind.DIR):
+            return False
+        parent = await self._share_dirs(new)
+        self.engine.rename(node.parent, node.name, parent.ino, new.rpartition("/")[2])
+        self.store.move_seen(old, new)
+        return True
+
+    async def _push(self, path: str, disk: Disk | None, seen: Seen | None, node: Node | None) -> None:
+        base = seen.version if seen is not None else (self.store.tombstone(path) or {})
+        if node is not None and (disk is None or node.kind is not disk.kind):
+            if not self._delete_in_share(node):
+                raise FsError(errno.EEXIST, f"{path} changed in the share meanwhile")
+            node = None
+        if disk is None:
+            self.store.forget_seen(path)
+            return
+        if disk.kind is Kind.DIR:
+            if node is None:
+                parent = await self._share_dirs(path)
+                node = self.engine.mkdir(parent.ino, path.rpartition("/")[2], disk.mode)
+            elif node.mode != disk.mode:
+                node = await self.engine.setattr(node.ino, mode=disk.mode)
+            self._record(path, node)
+            if seen is None:
+                self._queue_children(path, node)  # made or moved in before we watched it
+        elif disk.kind is Kind.SYMLINK:
+            if node is not None and node.target != disk.target:
+                self._delete_in_share(node)
+                node = None
+            if node is None:
+                parent = await self._share_dirs(path)
+                node = self.engine.symlink(parent.ino, path.rpartition("/")[2], disk.target)
+            self._record(path, node)
+        else:
+            await self._share_dirs(path)
+            done = await self.engine.import_file(path, self._abs(path), base)
+            if done is None:
+                self._queue(path, writing=True)  # still changing: once it is quiet
+                return
+            node, st = done
+            self._record(path, node, st)
+            log.debug("pushed %s (%d bytes)", path, node.size)
+
+    async def _share_dirs(self, path: str) -> Node:
+        """The share's directory node for the parent of ``path``, committing the directories
+        on the way that the share does not have yet (with their modes here)."""
+        parent = self.store.lookup_path("")
+        assert parent is not None
+        prefix = ""
+        for part in parent_of(path).split("/") if parent_of(path) else []:
+            prefix = join(prefix, part)
+            node = self.store.lookup_path(prefix)
+            if node is None:
+                mode = os.lstat(self._abs(prefix)).st_mode & 0o7777
+                node = self.engine.mkdir(parent.ino, part, mode)
+                self._record(prefix, node)
+            elif node.kind is not Kind.DIR:
+                raise FsError(errno.ENOTDIR, f"{prefix} is a {node.kind.value} in the share")
+            parent = node
+        return parent
+
+    def _delete_in_share(self, node: Node) -> bool:
+        """Delete ``node`` (and what lies below it) from the share; False if it was kept
+        because something below it changed in the share since this directory saw it (an
+        edit beats a delete: it is written back here instead)."""
+        doomed = [*reversed(self.store.descendants(node.path)), node] if node.kind is Kind.DIR else [node]
+        keep: set[str] = set()
+        for n in doomed:
+            changed = n is not node and not share_unchanged(self.store.seen(n.path), self._shared(n))
+            if changed or n.path in keep:
+                keep.add(parent_of(n.path))
+                if changed:
+                    self.store.forget_seen(n.path)
+                    self._queue(n.path)
+                continue
+            if n.kind is Kind.DIR:
+                self.engine.rmdir(n.parent, n.name)
+            else:
+                self.engine.unlink(n.parent, n.name)
+            self.store.forget_seen(n.path)
+        return node.path not in keep
+
+    def _queue_children(self, path: str, node: Node) -> None:
+        names: set[str] = set()
+        try:
+            with os.scandir(self._abs(path)) as it:
+                names.update(e.name for e in it)
+        except OSError:
+            pass
+        after = 0
+        while batch := self.store.children(node.ino, after_ino=after):
+            names.update(c.name for c in batch)
+            after = batch[-1].ino
+        for name in sorted(names):
+            if not name.startswith(TEMP_PREFIX):
+                self._queue(join(path, name))
+
+    # -- the share changed: write it into the directory ----------------------------------------
+
+    async def _pull(self, path: str, disk: Disk | None, seen: Seen | None, node: Node | None) -> None:
+        target = self._abs(path)
+        if node is None:
+            if disk is not None and not self._remove_here(path, disk):
+                raise FsError(errno.ENOTEMPTY, f"{path} was deleted in the share but still holds files here")
+            self.store.forget_seen(path)
+            return
+        self._disk_dirs(path)
+        if node.kind is Kind.DIR:
+            if disk is not None and disk.kind is not Kind.DIR:
+                os.unlink(target)
+                disk = None
+            if disk is None:
+                os.mkdir(target, node.mode)
+            os.chmod(target, node.mode)
+            self._record(path, node)
+            if seen is None:
+                self._queue_children(path, node)
+            return
+        if disk is not None and disk.kind is Kind.DIR:
+            if not self._remove_here(path, disk):
+                raise FsError(errno.ENOTEMPTY, f"{path} is a directory here that still holds files")
+            disk = None
+        if node.kind is Kind.SYMLINK:
+            tmp = self._temp_name(path)
+            os.symlink(node.target, tmp)
+            self._replace(tmp, path, disk)
+            self._record(path, node)
+            return
+        assert node.data_id is not None
+        if disk is not None and seen is not None and seen.content == content_key(Kind.FILE, node.chunks):
+            # the same bytes with other attributes (chmod, touch, a merged version)
+            os.chmod(target, node.mode)
+            os.utime(target, ns=(node.mtime_ns, node.mtime_ns))
+            self._record(path, node)
+            return
+        tmp = self._temp_name(path)
+        try:
+            await trio.to_thread.run_sync(_write_copy, self.store.data_path(node.data_id), tmp, node.mode, node.mtime_ns)
+            fresh = self.store.lookup_path(path)
+            if fresh is None or fresh.data_id != node.data_id:
+                raise _Changed(path)  # replaced again while we copied
+            self._replace(tmp, path, disk)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._record(path, node)
+        log.debug("pulled %s (%d bytes)", path, node.size)
+
+    def _replace(self, tmp: str, path: str, expected: Disk | None) -> None:
+        """Rename ``tmp`` over ``path`` unless the directory changed it since we decided."""
+        if self._disk(path) != expected:
+            os.unlink(tmp)
+            raise _Changed(path)
+        os.replace(tmp, self._abs(path))
+
+    def _remove_here(self, path: str, disk: Disk) -> bool:
+        """Remove ``path`` from the directory; False for a directory that still holds
+        things the share does not know: those are pushed, and bring it back."""
+        if disk.kind is not Kind.DIR:
+            os.unlink(self._abs(path))
+            return True
+        try:
+            os.rmdir(self._abs(path))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            for name in os.listdir(self._abs(path)):
+                self._queue(join(path, name))  # before the directory is tried again
+            return False
+        return True
+
+    def _disk_dirs(self, path: str) -> None:
+        """Make the parent directories of ``path`` here, with the share's modes."""
+        prefix = ""
+        for part in parent_of(path).split("/") if parent_of(path) else []:
+            prefix = join(prefix, part)
+            if not os.path.isdir(self._abs(prefix)) or os.path.islink(self._abs(prefix)):
+                node = self.store.lookup_path(prefix)
+                os.mkdir(self._abs(prefix), node.mode if node is not None else 0o755)
+                if node is not None:
+                    self._record(prefix, node)
+
+    def _temp_name(self, path: str) -> str:
+        head, _, name = path.rpartition("/")
+        return self._abs(join(head, f"{TEMP_PREFIX}{secrets.token_hex(4)}.{name[:200]}"))
+
+
+class _Events(FileSystemEventHandler):
+    """Runs in watchdog's thread: hands each event to the trio loop and returns at once."""
+
+    def __init__(self, front: WatchedDir) -> None:
+        self.front = front
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write") or self.front._token is None:
+            return
+        try:
+            self.front._token.run_sync_soon(self.front.on_event, event.event_type, event.src_path,
+                                            getattr(event, "dest_path", "") or "")
+        except trio.RunFinishedError:
+            pass
+
+
+def _walk(root: str) -> list[str]:
+    """Every path below ``root`` (relative, parents first), removing temporary files that a
+    crash left behind."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        rel = "" if rel == "." else Path(rel).as_posix()
+        for name in filenames + dirnames:
+            if name.startswith(TEMP_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dirpath, name))
+                continue
+            out.append(join(rel, name))
+    return out
+
+
+def _write_copy(source: os.PathLike, dest: str, mode: int, mtime_ns: int) -> None:
+    fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        src = os.open(source, os.O_RDONLY)
+        try:
+            copy_fd(src, fd)
+        finally:
+            os.close(src)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.utime(dest, ns=(mtime_ns, mtime_ns))
+
+

@@ -1,0 +1,150 @@
+"""The watched-directory front end (``syncfs sync DIR``) in one share with FUSE mounts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+from harness import Cluster, wait_for, wait_same_tree
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_plain_directory_and_mounts_stay_identical(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    p1, p2 = cluster.start_peers(2)
+    d = s.mnt
+    # made in the plain directory
+    (d / "docs").mkdir()
+    (d / "docs" / "a.txt").write_text("from the plain directory\n")
+    (d / "b.bin").write_bytes(os.urandom(3 << 20))
+    os.symlink("docs/a.txt", d / "link")
+    wait_same_tree([s, p1, p2])
+    assert (p1.mnt / "docs" / "a.txt").read_text() == "from the plain directory\n"
+    # edited, renamed, chmodded and deleted there
+    with open(d / "docs" / "a.txt", "a") as f:
+        f.write("second line\n")
+    os.rename(d / "b.bin", d / "docs" / "moved.bin")
+    os.chmod(d / "docs" / "moved.bin", 0o600)
+    wait_same_tree([s, p1, p2])
+    (d / "link").unlink()
+    wait_same_tree([s, p1, p2])
+    # and the other way: made, edited, renamed and deleted in a mount
+    (p2.mnt / "from-mount").mkdir()
+    (p2.mnt / "from-mount" / "c.txt").write_text("from a mount\n")
+    tree = wait_same_tree([s, p1, p2])
+    assert "from-mount/c.txt" in tree
+    (p2.mnt / "from-mount" / "c.txt").write_text("edited in a mount\n")
+    os.rename(p2.mnt / "docs", p2.mnt / "docs2")
+    tree = wait_same_tree([s, p1, p2])
+    assert (d / "docs2" / "moved.bin").exists() and not (d / "docs").exists()
+    assert (d / "from-mount" / "c.txt").read_text() == "edited in a mount\n"
+    subprocess.run(["rm", "-r", str(p1.mnt / "docs2")], check=True)
+    tree = wait_same_tree([s, p1, p2])
+    assert sorted(tree) == ["from-mount", "from-mount/c.txt"]
+
+
+def _conflicts(tree: dict) -> list[str]:
+    return sorted(p for p in tree if ".sync-conflict-" in p)
+
+
+def test_editor_atomic_saves_in_the_plain_directory(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    (s.mnt / "notes.txt").write_text("one\ntwo\n")
+    wait_same_tree([s, p1])
+    # vim writes a backup/swap and renames; a script writes a temporary file and renames it over
+    subprocess.run(["vim", "-es", "-u", "NONE", "-c", "%s/two/TWO/", "-c", "wq", str(s.mnt / "notes.txt")],
+                   check=True, timeout=30)
+    tmp = s.mnt / ".notes.txt.tmp"
+    tmp.write_text("replaced\n")
+    os.replace(tmp, s.mnt / "other.txt")
+    tree = wait_same_tree([s, p1])
+    assert (p1.mnt / "notes.txt").read_text() == "one\nTWO\n"
+    assert (p1.mnt / "other.txt").read_text() == "replaced\n"
+    assert sorted(tree) == ["notes.txt", "other.txt"]
+
+
+def test_a_file_written_slowly_is_never_sent_half_written(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    final = b"".join(bytes([65 + i]) * 50_000 for i in range(8))
+    seen: set[bytes] = set()
+    with open(s.mnt / "slow.bin", "wb") as f:
+        for i in range(8):
+            f.write(final[i * 50_000:(i + 1) * 50_000])
+            f.flush()
+            # a slow writer: the next piece comes once a little time has passed
+            deadline = time.monotonic() + 0.15
+            while time.monotonic() < deadline:
+                try:
+                    seen.add((p1.mnt / "slow.bin").read_bytes())
+                except FileNotFoundError:
+                    pass
+                time.sleep(0.01)
+    wait_for(lambda: (p1.mnt / "slow.bin").read_bytes() == final, what="the finished file on p1")
+    assert seen <= {final}, f"p1 saw a partial file of {sorted(len(b) for b in seen)} bytes"
+
+
+def test_changes_made_while_stopped_are_found_at_start(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    for name in ("keep.txt", "edit.txt", "gone.txt", "old-name.txt", "both.txt"):
+        (s.mnt / name).write_text(f"{name} v1\n")
+    wait_same_tree([s, p1])
+    s.stop()
+    (s.mnt / "edit.txt").write_text("edited while stopped\n")
+    (s.mnt / "gone.txt").unlink()
+    os.rename(s.mnt / "old-name.txt", s.mnt / "new-name.txt")
+    (s.mnt / "new.txt").write_text("made while stopped\n")
+    (s.mnt / "both.txt").write_text("edited here while stopped\n")
+    (p1.mnt / "remote.txt").write_text("made in the share meanwhile\n")
+    (p1.mnt / "both.txt").write_text("edited in the share meanwhile\n")
+    (p1.mnt / "keep.txt").write_text("keep.txt v2 from the share\n")
+    s.start()
+    tree = wait_same_tree([s, p1])
+    assert (p1.mnt / "edit.txt").read_text() == "edited while stopped\n"
+    assert (p1.mnt / "new.txt").read_text() == "made while stopped\n"
+    assert (p1.mnt / "new-name.txt").read_text() == "old-name.txt v1\n"
+    assert (s.mnt / "remote.txt").read_text() == "made in the share meanwhile\n"
+    assert (s.mnt / "keep.txt").read_text() == "keep.txt v2 from the share\n"
+    assert "gone.txt" not in tree and "old-name.txt" not in tree
+    # both sides edited both.txt: one edit stays at the path, the other in a conflict copy
+    (copy,) = _conflicts(tree)
+    assert copy.startswith("both.sync-conflict-")
+    texts = {(p1.mnt / "both.txt").read_text(), (p1.mnt / copy).read_text()}
+    assert texts == {"edited here while stopped\n", "edited in the share meanwhile\n"}
+
+
+def test_remote_files_are_not_echoed_back(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    (p1.mnt / "sub").mkdir()
+    for i in range(20):
+        (p1.mnt / "sub" / f"f{i}.txt").write_text(f"file {i}\n" * (i + 1))
+    os.chmod(p1.mnt / "sub" / "f3.txt", 0o640)
+    wait_same_tree([s, p1])
+    s_id = s.fresh_status()["peer_id"]
+    wait_for(lambda: s.settled() and p1.settled(), what="both peers settled")
+    for i in (0, 3, 19):
+        version = subprocess.run(["getfattr", "--only-values", "-n", "user.syncfs.version", str(p1.mnt / "sub" / f"f{i}.txt")],
+                                 check=True, capture_output=True, text=True).stdout
+        assert s_id not in version, f"the watched directory re-committed f{i}.txt: {version}"
+
+
+def test_first_start_on_a_copy_of_the_share_adopts_it(cluster: Cluster) -> None:
+    (p1,) = cluster.start_peers(1)
+    payload = os.urandom(2 << 20)
+    (p1.mnt / "big.bin").write_bytes(payload)
+    (p1.mnt / "small.txt").write_text("same on both\n")
+    wait_for(p1.settled, what="p1 settled")
+    s = cluster.add_peer(watched=True, start=False)
+    s.mnt.mkdir(parents=True)
+    subprocess.run(["cp", "-a", f"{p1.mnt}/.", str(s.mnt)], check=True)
+    s.start()
+    tree = wait_same_tree([s, p1])
+    assert not _conflicts(tree)
+    wait_for(s.settled, what="s1 settled")
+    assert s.fresh_status()["bytes_received"] < 64 << 10  # nothing it already had came over the network
