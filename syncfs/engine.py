@@ -393,6 +393,8 @@ class Engine:
                                        mode=mode, mtime_ns=mtime_ns)
             self.store.index_chunks(data_id, chunks)
             self._commit(self.store.get(node.ino), base=base)
+        if path == IGNORE_FILE:
+            self._reload_ignore()
         return self.store.get(node.ino), after
 
     def _adopt_data(self, node: Node, data_id: int) -> None:

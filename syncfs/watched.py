@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -67,6 +68,7 @@ class WatchedDir:
         self.pending: dict[str, _Pending] = {}
         self._wake = trio.Event()
         self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
 
     # -- Frontend: the engine applied a remote change -------------------------------------
 
@@ -151,16 +153,26 @@ class WatchedDir:
         self._token = trio.lowlevel.current_trio_token()
         observer = Observer()
         observer.schedule(_Events(self), str(self.root), recursive=True)
+        overflow = _OverflowWatch(self._token, self._rescan)
+        logging.getLogger("watchdog.observers.inotify_c").addHandler(overflow)
         observer.start()
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._worker)
                 await self._scan()
                 task_status.started()
         finally:
+            logging.getLogger("watchdog.observers.inotify_c").removeHandler(overflow)
             observer.stop()
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await trio.to_thread.run_sync(observer.join)
+
+    def _rescan(self) -> None:
+        """The kernel dropped events (its queue overflowed): look at everything again."""
+        self.engine.note_error(f"too many changes at once in {self.root}: rescanning it")
+        if self._nursery is not None:
+            self._nursery.start_soon(self._scan)
 
     async def _scan(self) -> None:
         """Queue every path of the directory, of the share and of the last agreement: what
@@ -455,6 +467,21 @@ class _Events(FileSystemEventHandler):
                                             getattr(event, "dest_path", "") or "")
         except trio.RunFinishedError:
             pass
+
+
+class _OverflowWatch(logging.Handler):
+    """watchdog rebuilds its watches when the kernel's event queue overflows but tells its
+    handlers nothing; its log record is the only sign, so it starts a rescan here."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken, rescan: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.token = token
+        self.rescan = rescan
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage():
+            with contextlib.suppress(trio.RunFinishedError):
+                self.token.run_sync_soon(self.rescan)
 
 
 def _walk(root: str) -> list[str]:

@@ -14,6 +14,7 @@ process logged an ERROR/CRITICAL record or a traceback it did not expect; expect
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,9 @@ import pytest
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+# ... and so do the programs the tests run (`python -m syncfs status`, ...), whichever
+# checkout the venv's editable install points at
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
 from harness import Cluster, LogCheck, TrackerProc, require_fuse  # noqa: E402
 
 

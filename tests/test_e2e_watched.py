@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -148,3 +150,52 @@ def test_first_start_on_a_copy_of_the_share_adopts_it(cluster: Cluster) -> None:
     assert not _conflicts(tree)
     wait_for(s.settled, what="s1 settled")
     assert s.fresh_status()["bytes_received"] < 64 << 10  # nothing it already had came over the network
+
+
+def test_ignore_rules_and_status_in_a_plain_directory(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    (s.mnt / ".syncfsignore").write_text("build/\n*.log\n")
+    wait_for(lambda: (p1.mnt / ".syncfsignore").exists(), what="the rules on p1")
+    (s.mnt / "build").mkdir()
+    (s.mnt / "build" / "out.o").write_bytes(b"\x7fELF")
+    (s.mnt / "run.log").write_text("noise\n")
+    (s.mnt / ".notes.txt.swp").write_text("vim swap\n")
+    (s.mnt / "kept.txt").write_text("synced\n")
+    wait_for(lambda: (p1.mnt / "kept.txt").exists(), what="kept.txt on p1")
+    wait_for(s.settled, what="s1 settled")
+    assert sorted(os.listdir(p1.mnt)) == [".syncfsignore", "kept.txt"]
+    out = subprocess.run([sys.executable, "-m", "syncfs", "status", str(s.mnt), "--json"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    assert status["mountpoint"] == str(s.mnt) and status["tracker"]["connected"]
+    assert status["files"] == 2 + 0  # .syncfsignore and kept.txt: ignored paths are not in the store
+
+
+def _git(cwd, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd)}
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def test_git_repository_shared_between_a_plain_directory_and_a_mount(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    repo_s, repo_p = s.mnt / "repo", p1.mnt / "repo"
+    repo_s.mkdir()
+    _git(repo_s, "init", "-q", "-b", "main")
+    for i in range(10):
+        (repo_s / f"m{i}.py").write_text(f"print({i})\n" * 50)
+    _git(repo_s, "add", ".")
+    _git(repo_s, "commit", "-q", "-m", "from the plain directory")
+    wait_same_tree([s, p1], timeout=60)
+    _git(repo_p, "fsck", "--strict")
+    (repo_p / "m3.py").write_text("changed in the mount\n")
+    _git(repo_p, "commit", "-q", "-am", "from the mount")
+    wait_same_tree([s, p1], timeout=60)
+    _git(repo_s, "fsck", "--strict")
+    assert _git(repo_s, "log", "--format=%s").split("\n")[:2] == ["from the mount", "from the plain directory"]
+    assert _git(repo_s, "status", "--porcelain") == ""
