@@ -117,6 +117,8 @@ class Engine:
         self._nursery: trio.Nursery | None = None
         self.mountpoint = ""
         self.ignore = IgnoreRules.parse(None)
+        self.caught_up = trio.Event()  # set once the tracker has sent everything up to now
+        self.fills_held = False  # a front end that must look first (a watched directory)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -658,6 +660,8 @@ class Engine:
             for row in table.rows:
                 self._apply_or_park(row)
             self.store.set_meta("last_seq", table.seq)
+        if table.caught_up:
+            self.caught_up.set()
         self._retry_parked()
         self.downloader.wake.set()
 
@@ -837,6 +841,11 @@ class Engine:
         """'' when running; 'soft' (background transfers stop) or 'hard' (reads too)."""
         return str(self.store.get_meta("paused", ""))
 
+    def hold_fills(self, held: bool) -> None:
+        """Hold background downloads (not reads) while a front end finds out what it has."""
+        self.fills_held = held
+        self.downloader.wake.set()
+
     def set_paused(self, mode: str) -> None:
         self.store.set_meta("paused", mode)
         self.downloader.paused = bool(mode)
@@ -924,7 +933,8 @@ class Engine:
             partials = list(self.downloader.partials.values())
             running = sum(p.filling for p in partials)
             for p in partials:
-                if p.filling or running >= MAX_DOWNLOADS or self.paused or (self.on_demand and not p.must_fill):
+                if p.filling or running >= MAX_DOWNLOADS or self.paused or self.fills_held \
+                        or (self.on_demand and not p.must_fill):
                     continue
                 if p.retry_at > now:
                     next_retry = min(next_retry, p.retry_at)

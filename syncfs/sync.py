@@ -29,7 +29,7 @@ def run_sync(cfg: MountConfig, directory: Path, ready_fd: int | None = None) -> 
             stop = trio.CancelScope()
 
             async def start_frontend(nursery: trio.Nursery) -> None:
-                pass  # the engine's first reports only queue paths
+                peer.engine.hold_fills(True)  # until the directory has been looked at
 
             async def watch() -> None:
                 with stop:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 QUIET = 0.1  # seconds after a close (or any other event) before a path is reconciled
 SETTLE = 1.0  # seconds without writes before a file still open for writing is pushed anyway
+CATCH_UP_WAIT = 10.0  # seconds to wait at start for the tracker's news before deciding without it
 RETRY = 1.0  # seconds before a path whose reconciliation failed is tried again
 TEMP_PREFIX = ".syncfs-tmp."
 
@@ -69,6 +70,7 @@ class WatchedDir:
         self._wake = trio.Event()
         self._token: trio.lowlevel.TrioToken | None = None
         self._nursery: trio.Nursery | None = None
+        self._initial: set[str] = set()  # paths of the start-up scan not yet reconciled
 
     # -- Frontend: the engine applied a remote change -------------------------------------
 
@@ -159,9 +161,16 @@ class WatchedDir:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._worker)
-                await self._scan()
                 task_status.started()
+                # Decide against the share as it is now, and fetch nothing before: a file
+                # the directory already holds is adopted, neither downloaded nor made a
+                # conflict copy of itself.
+                with trio.move_on_after(CATCH_UP_WAIT):
+                    await self.engine.caught_up.wait()
+                self._initial = set(await self._scan())
+                if not self._initial:
+                    self.engine.hold_fills(False)
+                nursery.start_soon(self._worker)
         finally:
             logging.getLogger("watchdog.observers.inotify_c").removeHandler(overflow)
             observer.stop()
@@ -174,7 +183,7 @@ class WatchedDir:
         if self._nursery is not None:
             self._nursery.start_soon(self._scan)
 
-    async def _scan(self) -> None:
+    async def _scan(self) -> list[str]:
         """Queue every path of the directory, of the share and of the last agreement: what
         changed while we were stopped (on either side) is among them."""
         on_disk = await trio.to_thread.run_sync(_walk, str(self.root))
@@ -184,6 +193,7 @@ class WatchedDir:
         for path in sorted(paths):
             self._queue(path)
         log.info("watching %s: %d paths to check", self.root, len(paths))
+        return list(paths)
 
     async def _worker(self) -> None:
         while True:
@@ -195,6 +205,7 @@ class WatchedDir:
                     continue
                 try:
                     await self._reconcile(path, item)
+                    self._initial_done(path)
                 except _Changed:
                     self._queue(path, delay=QUIET)
                 except (FsError, OSError) as exc:
@@ -206,11 +217,19 @@ class WatchedDir:
                     retry = self.pending.setdefault(path, item)
                     retry.failures = item.failures
                     retry.due = max(retry.due, now + min(RETRY * item.failures, 30.0))
+                    self._initial_done(path)
             if not due:
                 next_due = min((item.due for item in self.pending.values()), default=float("inf"))
                 with trio.move_on_at(next_due):
                     await self._wake.wait()
                 self._wake = trio.Event()
+
+    def _initial_done(self, path: str) -> None:
+        if self._initial:
+            self._initial.discard(path)
+            if not self._initial:
+                self.engine.hold_fills(False)
+                log.info("%s checked against the share", self.root)
 
     # -- one path --------------------------------------------------------------------------
 
