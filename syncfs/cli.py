@@ -50,14 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     pa.add_argument("--hard", action="store_true", help="reads of files not yet local fail too")
     re_ = sub.add_parser("resume", help="carry on with transfers")
     re_.add_argument("directory", nargs="?")
+    so = sub.add_parser("stop", help="stop a running mount (it unmounts) or watched directory")
+    so.add_argument("directory", nargs="?")
     args = parser.parse_args(argv)
-    if args.command in ("status", "pause", "resume"):
+    if args.command in ("status", "pause", "resume", "stop"):
         from . import status_view
 
         if args.command == "status":
             return status_view.show_status(args.directory, args.json, args.once)
         if args.command == "pause":
             return status_view.pause(args.directory, args.hard)
+        if args.command == "stop":
+            return status_view.stop(args.directory)
         return status_view.resume(args.directory)
     try:
         cfg = config.build(
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 from .sync import run_sync
 
                 return run_sync(cfg, directory, ready_fd=args.ready_fd)
-            return spawn_background(argv, cfg, directory, "watching")
+            return spawn_background(argv, cfg, directory, "kept in the share")
         check_mountpoint(directory)
         if args.foreground:
             from .mount import run_mount

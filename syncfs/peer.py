@@ -96,8 +96,8 @@ async def serve(peer: Peer, ready_fd: int | None, *,
     """Run the peer's services until ``frontend_main`` returns.
 
     ``start_frontend`` starts what the front end needs before the engine runs (the engine
-    reports to it from its first step); ``on_signal`` asks the front end to end on
-    SIGTERM/SIGINT/SIGHUP.
+    reports to it from its first step); ``on_signal`` asks the front end to end (on
+    SIGTERM/SIGINT/SIGHUP, or ``syncfs stop``).
     """
     engine = peer.engine
     async with trio.open_nursery() as nursery:
@@ -112,7 +112,7 @@ async def serve(peer: Peer, ready_fd: int | None, *,
         link = TrackerLink(engine, peer.me, peer.invite, listen_host or None, advertise)
         await nursery.start(link.run)
         nursery.start_soon(write_status, engine.store.root / "status.json", engine, peer.server, link)
-        handler = ControlHandler(engine, peer.server, link, current_log_file())
+        handler = ControlHandler(engine, peer.server, link, current_log_file(), on_stop=on_signal)
         await nursery.start(ControlServer(engine.store.root, handler).run)
         register(peer.share_dir, engine.store.root)
         nursery.start_soon(_stop_on_signal, on_signal)

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +66,13 @@ def current_log_file() -> str:
 class ControlHandler:
     """Answers the command line's requests to a running mount."""
 
-    def __init__(self, engine: Engine, server: ChunkServer, link: TrackerLink, log_file: str) -> None:
+    def __init__(self, engine: Engine, server: ChunkServer, link: TrackerLink, log_file: str,
+                 on_stop: Callable[[], None] = lambda: None) -> None:
         self.engine = engine
         self.server = server
         self.link = link
         self.log_file = log_file
+        self.on_stop = on_stop
 
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         t = request.get("t")
@@ -84,6 +87,9 @@ class ControlHandler:
         if t == "resume":
             self.engine.set_paused("")
             return {"t": "ok", "paused": ""}
+        if t == "stop":
+            self.on_stop()  # the answer goes out before the loop winds down
+            return {"t": "ok", "pid": os.getpid()}
         raise ControlError(f"unknown control command {str(t)[:40]!r}")
 
 

@@ -105,6 +105,34 @@ def resume(directory: str | None) -> int:
     return _command(directory, {"t": "resume"})
 
 
+def stop(directory: str | None, timeout: float = 30.0) -> int:
+    """Ask a running peer to end (a mount unmounts) and wait until its process is gone."""
+    try:
+        mount = find_mount(Path(directory) if directory else None)
+        answer = request(Path(mount["store"]), {"t": "stop"})
+    except ControlError as exc:
+        print(f"syncfs: {exc}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + timeout
+    while _alive(answer["pid"]):
+        if time.monotonic() > deadline:
+            print(f"syncfs: {mount['mountpoint']}: pid {answer['pid']} is still running after {timeout:g}s",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"syncfs: {mount['mountpoint']}: stopped")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not just a zombie waiting for its parent (the state after the ')')."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def _command(directory: str | None, payload: dict[str, Any]) -> int:
     try:
         mount = find_mount(Path(directory) if directory else None)

@@ -199,3 +199,17 @@ def test_git_repository_shared_between_a_plain_directory_and_a_mount(cluster: Cl
     _git(repo_s, "fsck", "--strict")
     assert _git(repo_s, "log", "--format=%s").split("\n")[:2] == ["from the mount", "from the plain directory"]
     assert _git(repo_s, "status", "--porcelain") == ""
+
+
+def test_syncfs_stop_ends_a_watched_directory_and_a_mount(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    for peer in (s, p1):
+        done = subprocess.run([sys.executable, "-m", "syncfs", "stop", str(peer.mnt)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"syncfs: {peer.mnt}: stopped"
+        assert peer.proc is not None and peer.proc.wait(timeout=10) == 0
+    assert not p1.mounted
+    done = subprocess.run([sys.executable, "-m", "syncfs", "stop", str(s.mnt)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "no running syncfs mount" in done.stderr
