@@ -181,9 +181,18 @@ def registered() -> list[dict[str, Any]]:
             info = json.loads(entry.read_text())
         except (OSError, ValueError):
             continue
-        if Path(f"/proc/{info.get('pid')}").exists():
+        if alive(info.get("pid")):
             out.append(info)
     return out
+
+
+def alive(pid: object) -> bool:
+    """Running, and not just a zombie waiting for its parent (the state after the ')')."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()  # type: ignore[call-overload]
+    except (OSError, TypeError, ValueError):
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def find_mount(directory: Path | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .control import ControlError, find_mount, request
+from .control import ControlError, alive, find_mount, request
 
 REFRESH = 0.25
 
@@ -114,7 +114,7 @@ def stop(directory: str | None, timeout: float = 30.0) -> int:
         print(f"syncfs: {exc}", file=sys.stderr)
         return 1
     deadline = time.monotonic() + timeout
-    while _alive(answer["pid"]):
+    while alive(answer["pid"]):
         if time.monotonic() > deadline:
             print(f"syncfs: {mount['mountpoint']}: pid {answer['pid']} is still running after {timeout:g}s",
                   file=sys.stderr)
@@ -122,15 +122,6 @@ def stop(directory: str | None, timeout: float = 30.0) -> int:
         time.sleep(0.05)
     print(f"syncfs: {mount['mountpoint']}: stopped")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    """Running, and not just a zombie waiting for its parent (the state after the ')')."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _command(directory: str | None, payload: dict[str, Any]) -> int:
