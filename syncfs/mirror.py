@@ -117,13 +117,13 @@ def decide(disk: Disk | None, seen: Seen | None, shared: Shared | None) -> Actio
     if not disk_unchanged(seen, disk):
         if disk is None and shared is None:
             return Action.RECORD  # gone from both sides
-        if disk is None and not share_unchanged(seen, shared):
-            return Action.PULL  # deleted here, but changed in the share since: the edit wins
-        return Action.PUSH
-    if share_unchanged(seen, shared):
+        if disk is not None or share_unchanged(seen, shared):
+            return Action.PUSH
+        # deleted here, but changed in the share since: the edit wins and comes back
+    elif share_unchanged(seen, shared):
         if seen is not None and shared is not None and seen.version != shared.version:
             return Action.RECORD
         return Action.NOTHING
     if shared is not None and shared.kind is Kind.FILE and not shared.complete:
-        return Action.WAIT
+        return Action.WAIT  # never write what is not all here: it comes back when it is
     return Action.PULL

@@ -413,6 +413,8 @@ class WatchedDir:
             self._record(path, node)
             return
         assert node.data_id is not None
+        if node.data_id in self.engine.downloader.partials:
+            return  # not all here (decide waits for that too): file_complete brings it back
         if disk is not None and seen is not None and seen.content == content_key(Kind.FILE, node.chunks):
             # the same bytes with other attributes (chmod, touch, a merged version)
             os.chmod(target, node.mode)
