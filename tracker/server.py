@@ -29,6 +29,8 @@ from syncfs.protocol.messages import (
     Accept,
     Alive,
     ChunkParams,
+    Drop,
+    DropRefused,
     Have,
     Message,
     PeerInfo,
@@ -319,6 +321,16 @@ class TrackerServer:
                 row = self.state.add_holder(session.peer_id, msg.path, msg.version)
                 if row is not None:
                     self._broadcast_rows([row])
+            elif isinstance(msg, Drop):
+                # decided against the sessions online now, in turn with every other
+                # withdrawal, so two peers freeing the last copies at once cannot both win
+                outcome = self.state.drop_holder(session.peer_id, msg.path, msg.version, self._online.keys())
+                if isinstance(outcome, str):
+                    log.info("%s may not drop %s: %s", session.peer_id, msg.path, outcome)
+                    self._send_to(session, DropRefused(msg.path, msg.version, outcome))
+                else:
+                    log.debug("%s dropped %s", session.peer_id, msg.path)
+                    self._broadcast_rows([outcome])
             else:
                 raise ProtocolError(f"unexpected {msg.TYPE} message")
 
@@ -349,12 +361,16 @@ class TrackerServer:
     def _broadcast(self, msg: Message) -> None:
         """Queue ``msg`` for every online peer, never waiting; a full queue drops its peer."""
         for session in list(self._online.values()):
-            try:
-                session.queue.send_nowait(msg)
-            except trio.WouldBlock:
-                log.warning("dropping %s: its outgoing queue is full", session.peer_id)
-                session.drop("outgoing queue full")
-                self._forget(session)
-            except trio.ClosedResourceError:
-                pass
+            self._send_to(session, msg)
+
+    def _send_to(self, session: _Session, msg: Message) -> None:
+        """Queue ``msg`` for one peer, after everything broadcast before it."""
+        try:
+            session.queue.send_nowait(msg)
+        except trio.WouldBlock:
+            log.warning("dropping %s: its outgoing queue is full", session.peer_id)
+            session.drop("outgoing queue full")
+            self._forget(session)
+        except trio.ClosedResourceError:
+            pass
 

@@ -241,6 +241,30 @@ class Have(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class Drop(Message):
+    """A peer asks to stop being a holder of ``path`` at ``version`` (it wants to free the
+    bytes). The tracker grants it by broadcasting the row without the peer among its
+    holders (a new seq), and only if another holder is online; else it answers
+    ``DropRefused``. The peer frees the bytes only after it has seen such a row, so no peer
+    can take its MISSING for proof that the version is lost."""
+
+    TYPE = "drop"
+    path: str = field(validate_path)
+    version: dict[str, int] = field(decode_version)
+
+
+@dataclasses.dataclass(frozen=True)
+class DropRefused(Message):
+    """The tracker keeps the peer a holder of ``path`` at ``version``: ``reason`` says why
+    (the peer holds the only copy online, or the version is not the current one)."""
+
+    TYPE = "drop_refused"
+    path: str = field(validate_path)
+    version: dict[str, int] = field(decode_version)
+    reason: str = field(_str(MAX_REASON))
+
+
+@dataclasses.dataclass(frozen=True)
 class Peers(Message):
     """The peers online now; sent whenever one joins or leaves."""
 
@@ -279,6 +303,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Update,
         Table,
         Have,
+        Drop,
+        DropRefused,
         Peers,
         Get,
         Data,
