@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep files online-only until they are read (default: sync everything)")
     m.add_argument("--fetch-timeout", type=float, help="seconds a read waits for missing chunks before EIO (default 30)")
     m.add_argument("--max-rate", help="limit downloads to this many bytes per second (e.g. 500K, 20M)")
+    m.add_argument("--cache-size", metavar="SIZE",
+                   help="with --on-demand: keep at most this much file data (e.g. 200M, 2G), freeing the least "
+                   "recently used unpinned files that another online peer holds")
     m.add_argument("--foreground", action="store_true", help="stay attached instead of running in the background")
     m.add_argument("--log-file")
     m.add_argument("--log-level")
@@ -60,10 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     pa.add_argument("--hard", action="store_true", help="reads of files not yet local fail too")
     re_ = sub.add_parser("resume", help="carry on with transfers")
     re_.add_argument("directory", nargs="?")
+    pi = sub.add_parser("pin", help="keep files local (directories: everything in them), fetching what is missing")
+    pi.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
+    un = sub.add_parser("unpin", help="make files online-only again, freeing their space once another peer holds them")
+    un.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
     args = parser.parse_args(argv)
-    if args.command in ("status", "pause", "resume"):
+    if args.command in ("status", "pause", "resume", "pin", "unpin"):
         from . import status_view
 
+        if args.command in ("pin", "unpin"):
+            return status_view.pin(args.paths, unpin=args.command == "unpin")
         if args.command == "status":
             return status_view.show_status(args.directory, args.json, args.once)
         if args.command == "pause":
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cache_dir": args.cache_dir, "secret": args.secret, "log_file": args.log_file,
                 "log_level": args.log_level, "on_demand": args.on_demand, "fetch_timeout": args.fetch_timeout,
                 "max_rate": config.parse_rate(args.max_rate) if args.max_rate else None,
+                "cache_size": config.parse_size(args.cache_size) if args.cache_size else None,
                 "token": args.token, "allow_other": args.allow_other, "advertise": args.advertise,
             },
             args.config,

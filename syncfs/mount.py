@@ -69,6 +69,7 @@ def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
         engine = Engine(store, pool, on_demand=cfg.on_demand, fetch_timeout=cfg.fetch_timeout)
         engine.mountpoint = str(mountpoint)
         engine.downloader.max_rate = cfg.max_rate
+        engine.pinning.cache_size = cfg.cache_size
         ops = Operations(engine)
         engine.frontend = ops
         server = ChunkServer(engine.downloader.serve_chunk, pool, listen_host, listen_port)
