@@ -95,6 +95,7 @@ class Pinning:
         self._results: dict[str, Outcome] = {}
         self._by_user: set[str] = set()  # withdrawals a person asked for: refusals are errors
         self._refused: dict[str, dict[str, int]] = {}  # eviction skips these until peers change
+        self.drop_serial: dict[str, int] = {}  # requests per path: a new one is sent anew
         self._freed: list[int] = []  # old data files to delete once the transaction is committed
         self.wake = trio.Event()
 
@@ -269,6 +270,7 @@ class Pinning:
             self.store.drop_put(node.path, node.version)
         self._waiters[node.path] = trio.Event()
         self._results.pop(node.path, None)
+        self.drop_serial[node.path] = self.drop_serial.get(node.path, 0) + 1
         if by_user:
             self._by_user.add(node.path)
         self.on_drop()

@@ -150,9 +150,11 @@ class TrackerLink:
                 if key not in haves:
                     haves.add(key)
                     await link.send(have)
-            pending = {(path, _version_key(version)): (path, version)
+            # keyed by request too: a path refused before may be asked again later
+            serial = self.engine.pinning.drop_serial
+            pending = {(path, _version_key(version) + b"#%d" % serial.get(path, 0)): (path, version)
                        for path, version in self.engine.store.pending_drops()}
-            drops &= pending.keys()  # answered ones may be asked again later
+            drops &= pending.keys()
             for key, (path, version) in pending.items():
                 if key not in drops:
                     drops.add(key)
