@@ -23,7 +23,7 @@ async def committed_file(ops, engine, store, name: bytes = b"f", data: bytes = D
     await settle(engine)
     node = store.lookup_path(name.decode())
     engine.apply_table(Table((TableRow(node.entry(), 1, (engine.peer_id, "other")),), 1))
-    assert store.outbox_len() == 0
+    assert not store.outbox_has(name.decode())
     return node
 
 
