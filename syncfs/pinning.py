@@ -108,6 +108,7 @@ class Pinning:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._save_uses_periodically)
                 if self.cache_size:
+                    self.wake.set()  # the limit may be lower than what the last run left
                     nursery.start_soon(self._evictor)
                 task_status.started()
         finally:

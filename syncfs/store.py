@@ -407,7 +407,10 @@ class Store:
         self.db.execute("INSERT OR IGNORE INTO pins (path) VALUES (?)", (path,))
 
     def pin_remove_under(self, path: str) -> None:
-        """Forget the pins of ``path`` and of everything below it."""
+        """Forget the pins of ``path`` and of everything below it ("" is the root: all)."""
+        if not path:
+            self.db.execute("DELETE FROM pins")
+            return
         self.db.execute("DELETE FROM pins WHERE path = ? OR (path > ? AND path < ?)", (path, path + "/", path + "0"))
 
     def pin_move(self, old: str, new: str) -> None:
