@@ -8,9 +8,15 @@ being listed *before* it stops having the bytes. The order is therefore:
 1. the peer records the withdrawal durably (``drops`` table) and sends ``DROP {path,
    version}`` to the tracker;
 2. the tracker grants it only while another holder of that version is online, and
-   broadcasts the row without this peer among the holders (or answers ``DROP_REFUSED``);
-3. only when this peer applies a row of that version that does not list it does it free
-   the bytes: a new empty sparse data file, chunks unindexed, the file a stale Partial.
+   broadcasts the row without this peer among the holders, then answers ``DROP_ANSWER``
+   on the same ordered queue (granted or not, and why);
+3. only on a granted answer, and after a row of that version that does not list it, does
+   the peer free the bytes: a new empty sparse data file, chunks unindexed, the file a
+   stale Partial.
+
+The answer, not the row, is the trigger: a reconnecting peer's delta may show a row
+without it while a HAVE it re-sent on the new link is still to be processed; an answer to
+a DROP sent after that HAVE (one link task sends HAVEs first) reflects it.
 
 The tracker decides withdrawals one at a time, so two peers unpinning the last two copies
 at once cannot both win.
@@ -27,7 +33,7 @@ import trio
 
 from .errors import FsError
 from .protocol.entries import Kind
-from .protocol.messages import DropRefused, TableRow
+from .protocol.messages import DropAnswer, TableRow
 from .protocol.paths import BadPath, validate_path
 from .protocol.versions import Order, compare
 from .store import Node
@@ -96,7 +102,8 @@ class Pinning:
         self._by_user: set[str] = set()  # withdrawals a person asked for: refusals are errors
         self._refused: dict[str, dict[str, int]] = {}  # eviction skips these until peers change
         self.drop_serial: dict[str, int] = {}  # requests per path: a new one is sent anew
-        self._freed: list[int] = []  # old data files to delete once the transaction is committed
+        self._freed: list[int] = []
+        self._seen_without_us: dict[str, TableRow] = {}  # last row of a pending drop, not listing us  # old data files to delete once the transaction is committed
         self.wake = trio.Event()
 
     def load(self) -> None:
@@ -290,39 +297,63 @@ class Pinning:
             waiter.set()
 
     def on_row(self, row: TableRow) -> None:
-        """A table row arrived (inside the engine's transaction): if it grants a pending
-        withdrawal of ours, free the bytes now."""
+        """A table row arrived (inside the engine's transaction): note whether the tracker
+        still lists us for a version we asked to withdraw from."""
         e = row.entry
         want = self.store.drop_pending(e.path)
         if want is None:
             return
         if e.deleted or compare(e.version, want) is not Order.EQUAL:
             self.store.drop_done(e.path)
+            self._seen_without_us.pop(e.path, None)
             self._finish(Outcome(e.path, "kept", "a newer version replaced it"))
-            return
-        if self.engine.peer_id in row.holders:
-            return  # some other change of the row; the tracker has not answered yet
-        self.store.drop_done(e.path)
-        node = self.store.lookup_path(e.path)
+        elif self.engine.peer_id in row.holders:
+            self._seen_without_us.pop(e.path, None)  # listed (again): a grant must come after this
+        else:
+            self._seen_without_us[e.path] = row
+
+    def on_answer(self, msg: DropAnswer) -> None:
+        """The tracker answered one of our DROPs (on the link that sent it, after the HAVEs
+        sent before it, and after the row of a grant)."""
+        want = self.store.drop_pending(msg.path)
+        if want is None or want != msg.version:
+            return  # an answer to an older request
+        seen = self._seen_without_us.pop(msg.path, None)
+        with self.store.transaction():
+            self.store.drop_done(msg.path)
+            if not msg.granted:
+                self._refused[msg.path] = dict(msg.version)
+                outcome = Outcome(msg.path, "refused", msg.reason)
+            else:
+                outcome = self._free(msg.path, want, seen)
+        self.after_commit()
+        self._finish(outcome)
+
+    def _free(self, path: str, want: dict[str, int], unlisted: TableRow | None) -> Outcome:
+        """The tracker no longer lists us as a holder of ``path`` at ``want``: free the bytes,
+        unless something changed here meanwhile (then keep them and be listed again)."""
+        node = self.store.lookup_path(path)
         reason = self.cannot_free(node, want)
+        if not reason and (unlisted is None or unlisted.entry.version != want):
+            reason = "no table row confirmed the withdrawal"  # cannot happen: rows come first
+            log.warning("%s: the tracker granted a withdrawal without a row saying so; keeping it", path)
         if reason:
-            # pinned, opened or changed since we asked: keep it, and be listed again
             if node is not None and node.version == want and node.data_id not in self.engine.downloader.partials:
-                self.engine._have(e.path, want)
-            self._finish(Outcome(e.path, "kept", reason))
-            return
-        assert node is not None and node.data_id is not None
+                self.engine._have(path, want)
+            return Outcome(path, "kept", reason)
+        assert node is not None and node.data_id is not None and unlisted is not None
+        row = unlisted  # the tracker's row: who holds the bytes now
         old = node.data_id
         new = self.store.new_data_file(node.size)
         self.store.update_node(node.ino, data_id=new)
         self.store.unindex(old)
         self.store.trash_add(old)  # deleted right after the commit (or at the next start)
         self._freed.append(old)
-        self.store.have_settled(e.path)
+        self.store.have_settled(path)  # a HAVE still queued here must not list us again
         self.engine.downloader.add(new, row)
         self.engine.frontend.invalidate_inode(node.ino)  # later reads come to us, not the page cache
-        log.info("freed the local copy of %s (%d bytes)", e.path, node.size)
-        self._finish(Outcome(e.path, "freed"))
+        log.info("freed the local copy of %s (%d bytes)", path, node.size)
+        return Outcome(path, "freed")
 
     def after_commit(self) -> None:
         """Delete the data files freed by the transaction that just committed."""
@@ -331,15 +362,6 @@ class Pinning:
             # a savepoint rolled back may have handed the file back to its node: check
             if self.store.node_with_data(data_id) is None and data_id in self.store.trash_ids():
                 self.store.trash_discard(data_id)
-
-    def on_refused(self, msg: DropRefused) -> None:
-        want = self.store.drop_pending(msg.path)
-        if want is None or want != msg.version:
-            return  # an answer to an older request
-        with self.store.transaction():
-            self.store.drop_done(msg.path)
-        self._refused[msg.path] = dict(msg.version)
-        self._finish(Outcome(msg.path, "refused", msg.reason))
 
     def peers_changed(self) -> None:
         """Another peer came or went: a refused eviction may succeed now."""

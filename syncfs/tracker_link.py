@@ -20,7 +20,7 @@ from .handshake import (
 from .identity import Identity
 from .invite import Invite
 from .protocol.errors import ProtocolError
-from .protocol.messages import Alive, Drop, DropRefused, Peers, Table, Update
+from .protocol.messages import Alive, Drop, DropAnswer, Peers, Table, Update
 from .wire import FramedStream, LinkClosed
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ class TrackerLink:
                 self.engine.apply_table(msg)
             elif isinstance(msg, Peers):
                 self.engine.set_peers(msg.peers)
-            elif isinstance(msg, DropRefused):
-                self.engine.pinning.on_refused(msg)
+            elif isinstance(msg, DropAnswer):
+                self.engine.pinning.on_answer(msg)
             else:
                 raise ProtocolError(f"unexpected {msg.TYPE} from the tracker")
 

@@ -7,7 +7,7 @@ import pytest
 from enginekit import run_with_ops, settle
 
 from syncfs.pinning import PinError, check_paths
-from syncfs.protocol.messages import DropRefused, Table, TableRow
+from syncfs.protocol.messages import DropAnswer, Table, TableRow
 from syncfs.store import ROOT_INO
 
 pytestmark = pytest.mark.timeout(30)
@@ -31,30 +31,40 @@ def row(node, seq, holders):
     return Table((TableRow(node.entry(), seq, holders),), seq)
 
 
-def test_bytes_are_freed_only_once_a_row_no_longer_lists_this_peer(tmp_path):
+def test_bytes_are_freed_only_on_a_grant_after_a_row_without_this_peer(tmp_path):
     async def body(ops, engine, store):
         engine.on_demand = True
         node = await committed_file(ops, engine, store)
         digest = node.chunks[0].digest
         assert engine.pinning.request_drop(node) == ""
         assert store.drop_pending("f") == node.version
-        # another change of the row that still lists us: not an answer, nothing is freed
-        engine.apply_table(row(node, 2, (engine.peer_id, "other")))
+        # a row without us is not enough (a HAVE sent on a new link may still list us) ...
+        engine.apply_table(row(node, 2, ("other",)))
         assert store.lookup_path("f").data_id == node.data_id
+        # ... and a grant after a row that lists us again frees nothing either
+        engine.apply_table(row(node, 3, (engine.peer_id, "other")))
+        engine.pinning.on_answer(DropAnswer("f", node.version, True))
+        assert store.lookup_path("f").data_id == node.data_id and store.drop_pending("f") is None
         assert await engine.downloader.serve_chunk(digest) is not None
+        assert store.pending_have("f") == node.version  # and says it has the bytes
+        engine.apply_table(row(node, 4, (engine.peer_id, "other")))
         # refused: kept, the request is over, the refusal is not an error of the user's
-        engine.pinning.on_refused(DropRefused("f", node.version, "this peer holds the only copy"))
+        assert engine.pinning.request_drop(node) == ""
+        engine.pinning.on_answer(DropAnswer("f", node.version, False, "this peer holds the only copy"))
         assert store.drop_pending("f") is None and engine.errors == []
         assert await engine.downloader.serve_chunk(digest) is not None
-        # asked again and granted: freed, unindexed, the file a stale partial again
+        # asked again, a row without us, then the grant: freed, unindexed, a stale partial
         assert engine.pinning.request_drop(node) == ""
-        engine.apply_table(row(node, 3, ("other",)))
+        engine.pinning.on_answer(DropAnswer("f", {"other": 9}, True))  # not ours: ignored
+        engine.apply_table(row(node, 5, ("other",)))
+        engine.pinning.on_answer(DropAnswer("f", node.version, True))
         now = store.lookup_path("f")
         assert now.data_id != node.data_id and now.data_id in engine.downloader.partials
         assert not store.data_path(node.data_id).exists()
         assert os.stat(store.data_path(now.data_id)).st_blocks == 0
         assert await engine.downloader.serve_chunk(digest) is None
         assert engine.file_state(now) == "stale" and store.drop_pending("f") is None
+        assert engine.downloader.partials[now.data_id].row.holders == ("other",)
 
     run_with_ops(tmp_path, body, fetch_timeout=0.5)
 
@@ -65,7 +75,8 @@ def test_a_file_opened_or_pinned_before_the_grant_is_kept_and_claimed_again(tmp_
         node = await committed_file(ops, engine, store)
         assert engine.pinning.request_drop(node) == ""
         fi = await ops.open(node.ino, os.O_RDONLY, None)
-        engine.apply_table(row(node, 2, ("other",)))  # granted, but a program reads it now
+        engine.apply_table(row(node, 2, ("other",)))
+        engine.pinning.on_answer(DropAnswer("f", node.version, True))  # granted, but a program reads it now
         assert store.lookup_path("f").data_id == node.data_id
         assert store.pending_have("f") == node.version  # listed again, for bytes it has
         await ops.release(fi.fh)

@@ -24,7 +24,7 @@ from syncfs.protocol.messages import (
     Auth,
     Challenge,
     Drop,
-    DropRefused,
+    DropAnswer,
     Have,
     Hello,
     Message,
@@ -234,14 +234,16 @@ def test_drop_is_granted_with_another_holder_online_and_refused_for_the_last_cop
         for c in (a, b):
             table = await c.next(Table, lambda m: bool(m.rows))
             assert named(table.rows[0].holders) == ("bob",) and table.seq == 3
+        # the answer to alice comes after the row
+        assert await a.next(DropAnswer) == DropAnswer("f", {"alice": 1}, True)
         # now bob holds the only copy: refused, to him alone, and nothing changes
         await b.send(Drop("f", {"alice": 1}))
-        refused = await b.next(DropRefused)
-        assert refused.path == "f" and "only copy" in refused.reason
+        refused = await b.next(DropAnswer)
+        assert refused.path == "f" and not refused.granted and "only copy" in refused.reason
         assert named(server.state.row("f").holders) == ("bob",) and server.state.current_seq == 3
         # a superseded version is refused too
         await a.send(Drop("f", {"alice": 0}))
-        assert "newer version" in (await a.next(DropRefused)).reason
+        assert "newer version" in (await a.next(DropAnswer)).reason
         await a.aclose()
         await b.aclose()
 
@@ -258,7 +260,7 @@ def test_drop_is_refused_when_the_other_holders_are_offline(tmp_path):
         await b.aclose()
         await a.next(Peers, lambda m: peer_ids(m) == {"alice"})
         await a.send(Drop("f", {"alice": 1}))
-        assert "no other holder is online" in (await a.next(DropRefused)).reason
+        assert "no other holder is online" in (await a.next(DropAnswer)).reason
         assert named(server.state.row("f").holders) == ("alice", "bob")
         await a.aclose()
 

@@ -30,7 +30,7 @@ from syncfs.protocol.messages import (
     Alive,
     ChunkParams,
     Drop,
-    DropRefused,
+    DropAnswer,
     Have,
     Message,
     PeerInfo,
@@ -327,10 +327,12 @@ class TrackerServer:
                 outcome = self.state.drop_holder(session.peer_id, msg.path, msg.version, self._online.keys())
                 if isinstance(outcome, str):
                     log.info("%s may not drop %s: %s", session.peer_id, msg.path, outcome)
-                    self._send_to(session, DropRefused(msg.path, msg.version, outcome))
+                    self._send_to(session, DropAnswer(msg.path, msg.version, False, outcome))
                 else:
                     log.debug("%s dropped %s", session.peer_id, msg.path)
+                    # the row first: by the answer, the peer has seen itself go from the holders
                     self._broadcast_rows([outcome])
+                    self._send_to(session, DropAnswer(msg.path, msg.version, True))
             else:
                 raise ProtocolError(f"unexpected {msg.TYPE} message")
 

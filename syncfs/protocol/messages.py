@@ -243,10 +243,10 @@ class Have(Message):
 @dataclasses.dataclass(frozen=True)
 class Drop(Message):
     """A peer asks to stop being a holder of ``path`` at ``version`` (it wants to free the
-    bytes). The tracker grants it by broadcasting the row without the peer among its
-    holders (a new seq), and only if another holder is online; else it answers
-    ``DropRefused``. The peer frees the bytes only after it has seen such a row, so no peer
-    can take its MISSING for proof that the version is lost."""
+    bytes). The tracker grants it only if another holder is online: it broadcasts the row
+    without the peer among its holders (a new seq), then answers ``DropAnswer``. The peer
+    frees the bytes only on a granted answer, after that row, so no peer can take its
+    MISSING for proof that the version is lost."""
 
     TYPE = "drop"
     path: str = field(validate_path)
@@ -254,14 +254,17 @@ class Drop(Message):
 
 
 @dataclasses.dataclass(frozen=True)
-class DropRefused(Message):
-    """The tracker keeps the peer a holder of ``path`` at ``version``: ``reason`` says why
-    (the peer holds the only copy online, or the version is not the current one)."""
+class DropAnswer(Message):
+    """The tracker's answer to one ``Drop``, to the asking peer alone. ``granted``: the
+    peer is no longer a holder (the row saying so was queued before this answer); else
+    ``reason`` says why it stays one (it holds the only copy online, or the version is
+    not the current one)."""
 
-    TYPE = "drop_refused"
+    TYPE = "drop_answer"
     path: str = field(validate_path)
     version: dict[str, int] = field(decode_version)
-    reason: str = field(_str(MAX_REASON))
+    granted: bool = field(lambda v: require(v, bool, "granted"))
+    reason: str = field(_str(MAX_REASON), default="")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,7 +307,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Table,
         Have,
         Drop,
-        DropRefused,
+        DropAnswer,
         Peers,
         Get,
         Data,
