@@ -25,6 +25,7 @@ at once cannot both win.
 import dataclasses
 import errno
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -404,7 +405,10 @@ class Pinning:
             await self.wake.wait()
             self.wake = trio.Event()
             await trio.sleep(EVICT_SETTLE)
-            await self.evict()
+            try:
+                await self.evict()
+            except (OSError, sqlite3.Error) as exc:  # the mount must outlive a full disk
+                self.engine.note_error(f"could not free cached files: {exc}")
 
     async def evict(self) -> None:
         """Withdraw least recently used unpinned complete files until the data fits."""
