@@ -210,3 +210,24 @@ def test_pin_and_unpin_in_a_full_mount_keep_every_file(cluster):
     done = syncfs("unpin", str(p2.mnt / "a.bin"))
     assert done.returncode == 0 and "mount with --on-demand to free space" in done.stdout, done.stdout
     assert state(p2.path("a.bin")) == "synced" and allocated(p2) == before
+
+
+def test_two_peers_unpinning_the_last_two_copies_at_once_keep_one(cluster):
+    p1 = cluster.add_peer(extra_args=["--on-demand"])
+    p2 = cluster.add_peer(extra_args=["--on-demand"])
+    p3 = cluster.add_peer(extra_args=["--on-demand"])  # has neither copy; reads at the end
+    data = os.urandom(2 * MiB)
+    p1.path("shared.bin").write_bytes(data)
+    wait_for(lambda: listed(p2, "shared.bin") and status(p1)["outbox"] == 0, what="shared.bin on p2")
+    assert p2.path("shared.bin").read_bytes() == data  # read once: a complete, unpinned copy
+    wait_for(lambda: state(p2.path("shared.bin")) == "synced", what="p2's copy complete")
+    cmd = [sys.executable, "-m", "syncfs", "unpin"]
+    both = [subprocess.Popen([*cmd, str(p.path("shared.bin"))], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for p in (p1, p2)]
+    outs = [b.communicate(timeout=30) for b in both]
+    results = sorted(b.returncode for b in both)
+    assert results == [0, 1], outs
+    text = "".join(o for o, _ in outs)
+    assert text.count("freed    shared.bin") == 1 and text.count("refused  shared.bin") == 1, text
+    assert sorted(state(p.path("shared.bin")) for p in (p1, p2)) == ["stale", "synced"]
+    assert p3.path("shared.bin").read_bytes() == data  # the kept copy serves everyone
