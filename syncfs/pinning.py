@@ -166,9 +166,7 @@ class Pinning:
         files = self._files(nodes)
         partials = self.engine.downloader.partials
         fetching = [n.path for n in files if n.data_id in partials]
-        for n in files:
-            # a withdrawal asked for before this pin must not free it any more
-            self._results.pop(n.path, None)
+        # a withdrawal asked for before this pin is answered as "kept: pinned" (cannot_free)
         self.engine.downloader.retry_all()
         self.wake.set()
         return {"pinned": paths, "files": len(files), "fetching": sorted(fetching)}

@@ -132,6 +132,19 @@ def test_unpin_through_a_pinned_directory_and_bad_paths_change_nothing(tmp_path)
     run_with_ops(tmp_path, body, fetch_timeout=0.5)
 
 
+def test_last_use_times_are_kept_across_a_restart(tmp_path):
+    async def first(ops, engine, store):
+        fi, _ = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
+        await ops.release(fi.fh)
+        engine.pinning.used("f", 123.0)
+
+    async def second(ops, engine, store):
+        assert engine.pinning.last_use["f"] == 123.0
+
+    run_with_ops(tmp_path, first, fetch_timeout=0.5)  # saved when the engine stops
+    run_with_ops(tmp_path, second, fetch_timeout=0.5)
+
+
 @pytest.mark.parametrize("paths", [None, [], "a", [1], ["../a"], ["/a"], ["a//b"], ["x"] * 10_001])
 def test_check_paths_refuses_bad_requests(paths):
     with pytest.raises(PinError):
