@@ -259,6 +259,10 @@ class Pinning:
         asked: list[str] = []
         outcomes: list[Outcome] = []
         for node in files:
+            if node.data_id in self.engine.downloader.partials:
+                if self.free_partial(node):
+                    outcomes.append(Outcome(node.path, "freed", "the chunks fetched so far"))
+                continue
             reason = self.request_drop(node, by_user)
             if reason:
                 if "already online-only" not in reason:
@@ -266,6 +270,34 @@ class Pinning:
             else:
                 asked.append(node.path)
         return asked, outcomes
+
+    def free_partial(self, node: Node) -> int:
+        """Drop the chunks a partly fetched file has so far; returns the bytes freed.
+
+        This peer is not a holder of a version it has only in part, so nobody counts on
+        these chunks and the tracker need not be asked. A file that must be filled (changed
+        here), a damaged complete copy being mended, and one open, pinned or being fetched
+        right now keep theirs.
+        """
+        engine = self.engine
+        p = engine.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
+        if p is None or not p.present or p.must_fill or p.repair or p.filling or p.inflight \
+                or node.ino in engine.open_count or engine._busy(node.ino) or self.pinned_by(node.path):
+            return 0
+        freed = sum(p.row.entry.chunks[i].length for i in p.present)
+        old = p.data_id
+        with self.store.transaction():
+            new = self.store.new_data_file(node.size)
+            self.store.update_node(node.ino, data_id=new)
+            self.store.unindex(old)
+            self.store.trash_add(old)
+            self._freed.append(old)
+            engine.downloader.drop(old)
+            engine.downloader.add(new, p.row)
+        self.after_commit()
+        engine.frontend.invalidate_inode(node.ino)
+        log.info("freed %d bytes of the partly fetched %s", freed, node.path)
+        return freed
 
     def request_drop(self, node: Node, by_user: bool = False) -> str:
         """Ask the tracker to stop listing this peer as a holder of ``node``'s version; ''
@@ -409,21 +441,29 @@ class Pinning:
                 self.engine.note_error(f"could not free cached files: {exc}")
 
     async def evict(self) -> None:
-        """Withdraw least recently used unpinned complete files until the data fits."""
+        """Free least recently used unpinned files until the data fits: complete ones through
+        the tracker, the chunks of partly fetched ones at once."""
         used = self.usage()
         if used <= self.cache_size:
             return
         partials = self.engine.downloader.partials
-        candidates = sorted(
-            ((self.last_use.get(path, 0.0), path, size)
-             for path, size, data_id in self.store.file_sizes() if data_id not in partials and size),
-        )
+        candidates = []
+        for path, size, data_id in self.store.file_sizes():
+            p = partials.get(data_id)  # type: ignore[arg-type]
+            if p is not None:
+                size = sum(p.row.entry.chunks[i].length for i in p.present)
+            if size:
+                candidates.append((self.last_use.get(path, 0.0), path, size, p is not None))
+        candidates.sort()
         asked = []
-        for _, path, size in candidates:
+        for _, path, size, partial in candidates:
             if used <= self.cache_size:
                 break
             node = self.store.lookup_path(path)
             if node is None:
+                continue
+            if partial:
+                used -= self.free_partial(node)  # ours alone to drop: freed at once
                 continue
             if self.store.drop_pending(path) is not None:
                 used -= size  # already on its way out

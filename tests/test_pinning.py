@@ -132,6 +132,34 @@ def test_unpin_through_a_pinned_directory_and_bad_paths_change_nothing(tmp_path)
     run_with_ops(tmp_path, body, fetch_timeout=0.5)
 
 
+def test_the_chunks_of_a_partly_fetched_file_are_freed_without_asking(tmp_path):
+    from syncfs.chunking import chunk_bytes
+    from syncfs.protocol.entries import Entry, Kind
+
+    data = os.urandom(3 << 20)
+    chunks = tuple(chunk_bytes(data))
+    assert len(chunks) > 1
+
+    async def body(ops, engine, store):
+        engine.on_demand = True
+        entry = Entry("big", Kind.FILE, size=len(data), mode=0o644, mtime_ns=5, version={"other": 1}, chunks=chunks)
+        engine.apply_table(Table((TableRow(entry, 1, ("other",)),), 1))
+        node = store.lookup_path("big")
+        p = engine.downloader.partials[node.data_id]
+        with open(store.data_path(node.data_id), "r+b") as f:  # as if its first chunk was read
+            f.write(data[: chunks[0].length])
+        p.present.add(0)
+        engine.pinning.pin(["big"])
+        assert engine.pinning.free_partial(node) == 0  # pinned: kept
+        await engine.pinning.unpin(["big"])
+        now = store.lookup_path("big")
+        assert now.data_id != node.data_id and not store.data_path(node.data_id).exists()
+        assert engine.downloader.partials[now.data_id].present == set() and p.cancelled
+        assert store.pending_drops() == []  # nothing asked of the tracker
+
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)
+
+
 def test_last_use_times_are_kept_across_a_restart(tmp_path):
     async def first(ops, engine, store):
         fi, _ = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
