@@ -48,6 +48,8 @@ DROP_WAIT = 5.0  # seconds an unpin request waits for the tracker's answers (con
 SAVE_USES_EVERY = 30.0  # last-use times are persisted in batches, and at shutdown
 EVICT_SETTLE = 0.2  # let a burst of completions settle before counting the cache again
 MAX_PATHS = 10_000
+NOT_LOCAL = "not complete here (already online-only)"
+EMPTY = "empty: nothing to free"
 
 
 class PinError(Exception):
@@ -103,8 +105,8 @@ class Pinning:
         self._by_user: set[str] = set()  # withdrawals a person asked for: refusals are errors
         self._refused: dict[str, dict[str, int]] = {}  # eviction skips these until peers change
         self.drop_serial: dict[str, int] = {}  # requests per path: a new one is sent anew
-        self._freed: list[int] = []
-        self._seen_without_us: dict[str, TableRow] = {}  # last row of a pending drop, not listing us  # old data files to delete once the transaction is committed
+        self._freed: list[int] = []  # old data files to delete once the transaction is committed
+        self._seen_without_us: dict[str, TableRow] = {}  # last row of a pending drop, not listing us
         self.wake = trio.Event()
 
     def load(self) -> None:
@@ -175,7 +177,7 @@ class Pinning:
         nodes = self._nodes(paths)
         for p in paths:
             above = self.pinned_by(p)
-            if above is not None and above != p and not any(above == q for q in paths):
+            if above is not None and above != p and above not in paths:
                 raise PinError(f"{p} is pinned through {above or 'the share root'}; unpin that instead")
         with self.store.transaction():
             for p in paths:
@@ -242,9 +244,9 @@ class Pinning:
         if node.version != version:
             return "it changed here meanwhile"
         if node.data_id in engine.downloader.partials:
-            return "not complete here (already online-only)"
+            return NOT_LOCAL
         if not node.chunks:
-            return "empty: nothing to free"
+            return EMPTY
         if self.pinned_by(node.path) is not None:
             return "pinned"
         if node.ino in engine.open_count:
@@ -265,7 +267,7 @@ class Pinning:
                 continue
             reason = self.request_drop(node, by_user)
             if reason:
-                if "already online-only" not in reason:
+                if reason not in (NOT_LOCAL, EMPTY):  # nothing to say about those
                     outcomes.append(Outcome(node.path, "kept", reason))
             else:
                 asked.append(node.path)
