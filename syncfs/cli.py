@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                    "permissions are checked by the kernel either way")
     m.add_argument("--on-demand", action="store_true", default=None,
                    help="keep files online-only until they are read (default: sync everything)")
+    m.add_argument("--cache-size", metavar="SIZE",
+                   help="with --on-demand: keep at most this much file data (e.g. 200M, 2G), freeing the least "
+                   "recently used unpinned files that another online peer holds")
     w = sub.add_parser("sync", help="keep an ordinary directory in the share (for hosts without FUSE)")
     w.add_argument("directory", nargs="?", help="the directory to keep in the share (may hold files already)")
     _peer_options(w)
@@ -52,10 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     re_.add_argument("directory", nargs="?")
     so = sub.add_parser("stop", help="stop a running mount (it unmounts) or watched directory")
     so.add_argument("directory", nargs="?")
+    pi = sub.add_parser("pin", help="keep files local (directories: everything in them), fetching what is missing")
+    pi.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
+    un = sub.add_parser("unpin", help="make files online-only again, freeing their space once another peer holds them")
+    un.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
     args = parser.parse_args(argv)
-    if args.command in ("status", "pause", "resume", "stop"):
+    if args.command in ("status", "pause", "resume", "stop", "pin", "unpin"):
         from . import status_view
 
+        if args.command in ("pin", "unpin"):
+            return status_view.pin(args.paths, unpin=args.command == "unpin")
         if args.command == "status":
             return status_view.show_status(args.directory, args.json, args.once)
         if args.command == "pause":
@@ -71,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 "log_level": args.log_level, "on_demand": getattr(args, "on_demand", None),
                 "fetch_timeout": args.fetch_timeout,
                 "max_rate": config.parse_rate(args.max_rate) if args.max_rate else None,
+                "cache_size": config.parse_size(args.cache_size) if getattr(args, "cache_size", None) else None,
                 "token": args.token, "allow_other": getattr(args, "allow_other", None), "advertise": args.advertise,
             },
             args.config,

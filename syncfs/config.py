@@ -27,6 +27,7 @@ class MountConfig:
     on_demand: bool = False
     fetch_timeout: float = 30.0
     max_rate: float = 0.0
+    cache_size: int = 0
     token: str | None = None
     allow_other: bool = False
     advertise: str | None = None
@@ -46,6 +47,7 @@ _KEYS = {
     "on_demand": "on_demand",
     "fetch_timeout": "fetch_timeout",
     "max_rate": "max_rate",
+    "cache_size": "cache_size",
     "token": "token",
     "allow_other": "allow_other",
     "advertise": "advertise",
@@ -96,6 +98,9 @@ def read_config_file(path: Path) -> dict[str, str]:
         if field == "max_rate":
             out[field] = parse_rate(str(value))  # type: ignore[assignment]
             continue
+        if field == "cache_size":
+            out[field] = parse_size(str(value))  # type: ignore[assignment]
+            continue
         value = str(value)
         if field in ("directory", "cache_dir", "log_file"):
             value = str((base / Path(value).expanduser()).resolve()) if not Path(value).expanduser().is_absolute() else str(Path(value).expanduser())
@@ -115,6 +120,8 @@ def build(flags: dict[str, object], config_file: str | None) -> MountConfig:
     for source in sources:
         for key, value in source.items():
             setattr(cfg, key, value)
+    if cfg.cache_size and not cfg.on_demand:
+        raise ConfigError("--cache-size needs --on-demand: a full mount keeps every file")
     return cfg
 
 
@@ -130,6 +137,20 @@ def parse_rate(text: str) -> float:
     if value < 0:
         raise ConfigError(f"bad rate {text!r}: must not be negative")
     return value
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '200M', '1.5G', '500K' or a plain number (binary units)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in ("K", "M", "G", "T") else ""
+    try:
+        value = float(t[: len(t) - len(unit)]) * units[unit]
+    except ValueError:
+        raise ConfigError(f"bad size {text!r}: use e.g. 500M or 2G") from None
+    if value < 1:
+        raise ConfigError(f"bad size {text!r}: must be at least one byte")
+    return int(value)
 
 
 def split_host_port(text: str, default_port: int) -> tuple[str, int]:

@@ -22,6 +22,7 @@ from .downloads import Downloader, Partial
 from .errors import FsError
 from .ignore import IGNORE_FILE, IgnoreRules
 from .p2p import ChunkUnavailable, PeerPool
+from .pinning import Pinning
 from .protocol.entries import MAX_XATTR_VALUE, MAX_XATTRS, Chunk, Entry, Kind, check_xattr
 from .protocol.errors import ProtocolError
 from .protocol.messages import ChunkParams, PeerInfo, Table, TableRow
@@ -39,6 +40,7 @@ XATTR_PREFIX = "user.syncfs."
 XATTR_STATE = XATTR_PREFIX + "state"
 XATTR_VERSION = XATTR_PREFIX + "version"
 XATTR_HOLDERS = XATTR_PREFIX + "holders"
+XATTR_PINNED = XATTR_PREFIX + "pinned"
 LOST_CONFIRM = 10.0  # seconds a version must stay unfetchable from every holder before it is dropped
 RETRY_MAX = 10.0
 DEFAULT_FETCH_TIMEOUT = 30.0
@@ -119,6 +121,7 @@ class Engine:
         self.ignore = IgnoreRules.parse(None)
         self.caught_up = trio.Event()  # set once the tracker has sent everything up to now
         self.fills_held = False  # a front end that must look first (a watched directory)
+        self.pinning = Pinning(self)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -127,6 +130,7 @@ class Engine:
         self.downloader.load()
         self.downloader.paused = bool(self.paused)
         self._reload_ignore()
+        self.pinning.load()
         self._retry_parked()  # rows that waited when the last run ended
         for ino in self.store.dirty_inos():
             self._commit_queue[ino] = None  # written before a crash, never committed
@@ -134,6 +138,7 @@ class Engine:
             self._nursery = nursery
             nursery.start_soon(self._commit_worker)
             nursery.start_soon(self._filler, nursery)
+            await nursery.start(self.pinning.run)
             task_status.started()
 
     def _clean_data_dir(self) -> None:
@@ -282,6 +287,7 @@ class Engine:
                         partial=self.downloader.partials.get(node.data_id))
         self._next_fh += 1
         self.handles[handle.fh] = handle
+        self.pinning.used(node.path)
         self.open_count[node.ino] = self.open_count.get(node.ino, 0) + 1
         if writable:
             live = self.live.setdefault(node.ino, LiveAttrs(node.size, node.mtime_ns))
@@ -469,6 +475,8 @@ class Engine:
     def xattr_names(self, ino: int) -> list[str]:
         node = self.node(ino)
         virtual = [XATTR_STATE, XATTR_VERSION] + ([XATTR_HOLDERS] if node.kind is Kind.FILE else [])
+        if node.kind is not Kind.SYMLINK:
+            virtual.append(XATTR_PINNED)
         return virtual + sorted(node.xattrs)
 
     def get_xattr(self, ino: int, name: str) -> bytes:
@@ -477,6 +485,8 @@ class Engine:
             return self.file_state(node).encode()
         if name == XATTR_VERSION:
             return json.dumps(dict(sorted(node.version.items()))).encode()
+        if name == XATTR_PINNED and node.kind is not Kind.SYMLINK:
+            return b"1" if self.pinning.pinned_by(node.path) is not None else b"0"
         if name == XATTR_HOLDERS and node.kind is Kind.FILE:
             partial = self.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
             holders = partial.row.holders if partial is not None else (self.peer_id,)
@@ -487,10 +497,13 @@ class Engine:
             raise FsError(errno.ENODATA) from None
 
     def file_state(self, node: Node) -> str:
-        """synced, stale (not all local), downloading, or conflict (a conflict copy)."""
+        """synced, stale (not all local), downloading, pinned (complete, and kept local), or
+        conflict (a conflict copy)."""
         partial = self.downloader.partials.get(node.data_id) if node.data_id is not None else None
         if partial is not None:
             return "downloading" if partial.filling or partial.inflight else "stale"
+        if self.pinning.pinned_by(node.path) is not None:
+            return "pinned"
         if ".sync-conflict-" in node.name:
             return "conflict"
         return "synced"
@@ -498,6 +511,11 @@ class Engine:
     def set_xattr(self, ino: int, name: str, value: bytes | None) -> None:
         """Set (or with None remove) a user.* attribute; it syncs like the content does."""
         node = self.node(ino)
+        if name == XATTR_PINNED and node.kind is not Kind.SYMLINK:
+            # removing the attribute unpins, like setting it to 0
+            self.pinning.set_from_xattr(node, b"0" if value is None else value)
+            self.frontend.invalidate_inode(ino)
+            return
         if name.startswith(XATTR_PREFIX):
             raise FsError(errno.EPERM, f"{name} is maintained by syncfs")
         if not name.startswith("user."):
@@ -531,6 +549,7 @@ class Engine:
         with self.store.transaction():
             self._remove(node)
             self._commit_delete(node.path, node.kind, node.version)
+            self.pinning.forget(node.path)
 
     def rmdir(self, parent_ino: int, name: str) -> None:
         node = self.lookup(parent_ino, name)
@@ -541,6 +560,7 @@ class Engine:
         with self.store.transaction():
             self._remove(node)
             self._commit_delete(node.path, node.kind, node.version)
+            self.pinning.forget(node.path)
 
     def _remove(self, node: Node) -> None:
         # the kernel may still name this inode (cached entries, open files): keep it
@@ -584,7 +604,9 @@ class Engine:
             before = [node, *self.store.descendants(node.path)] if node.kind is Kind.DIR else [node]
             if target is not None:
                 self._remove(target)
+                self.pinning.forget(target.path)
             self.store.move_node(node, parent, new_name)
+            self.pinning.moved(node.path, new_path)
             moved = [self.store.get(n.ino) for n in before]
             for n in moved:
                 base = target.version if (target is not None and n.ino == node.ino) else self.store.tombstone(n.path) or {}
@@ -646,6 +668,7 @@ class Engine:
                 self.store.clear_dirty(ino)
             self._commit(self.store.get(ino))
         log.debug("committed %s (%d bytes, %d chunks)", node.path, size, len(chunks))
+        self.pinning.wake.set()  # the cache grew
         if node.path == IGNORE_FILE:
             self._reload_ignore()
 
@@ -654,6 +677,7 @@ class Engine:
     def set_peers(self, peers: tuple[PeerInfo, ...]) -> None:
         self.pool.set_peers(peers)
         self.downloader.retry_all()
+        self.pinning.peers_changed()
 
     def apply_table(self, table: Table) -> None:
         with self.store.transaction():
@@ -662,6 +686,7 @@ class Engine:
             self.store.set_meta("last_seq", table.seq)
         if table.caught_up:
             self.caught_up.set()
+        self.pinning.after_commit()
         self._retry_parked()
         self.downloader.wake.set()
 
@@ -683,6 +708,7 @@ class Engine:
             with self.store.transaction():
                 if self.store.deferred_pop(path) is not None:
                     self._apply_or_park(TableRow.from_wire(msgpack.unpackb(raw)))
+        self.pinning.after_commit()
 
     def _ack_outbox(self, entry: Entry) -> None:
         done = [
@@ -707,6 +733,7 @@ class Engine:
     def _apply_row(self, row: TableRow) -> None:
         e = row.entry
         self._ack_outbox(e)
+        self.pinning.on_row(row)  # a granted withdrawal frees the bytes here
         have = self.store.pending_have(e.path)
         if have is not None and (have != e.version or self.peer_id in row.holders):
             self.store.have_settled(e.path)  # listed, or superseded: nothing more to say
@@ -778,6 +805,7 @@ class Engine:
             self._remove(node)
             self._notify_name(node)
         self.store.set_tombstone(e.path, e.version)
+        self.pinning.forget(e.path)
 
     def _apply_dir(self, e: Entry, node: Node | None) -> None:
         if node is not None and node.kind is Kind.DIR:
@@ -924,6 +952,12 @@ class Engine:
             self.frontend.file_complete(node.ino)
         if node is not None and node.path == IGNORE_FILE:
             self._reload_ignore()
+        self.pinning.wake.set()  # the cache grew
+
+    def _wanted(self, p: Partial) -> bool:
+        """Whether background filling fetches ``p``: always in a full mount; in an
+        --on-demand one when it must be (changed here) or is pinned."""
+        return not self.on_demand or p.must_fill or self.pinning.pinned_by(p.path) is not None
 
     async def _filler(self, nursery: trio.Nursery) -> None:
         while True:
@@ -933,8 +967,7 @@ class Engine:
             partials = list(self.downloader.partials.values())
             running = sum(p.filling for p in partials)
             for p in partials:
-                if p.filling or running >= MAX_DOWNLOADS or self.paused or self.fills_held \
-                        or (self.on_demand and not p.must_fill):
+                if p.filling or running >= MAX_DOWNLOADS or self.paused or self.fills_held or not self._wanted(p):
                     continue
                 if p.retry_at > now:
                     next_retry = min(next_retry, p.retry_at)
@@ -944,7 +977,7 @@ class Engine:
                 nursery.start_soon(self._fill, p)
             # old versions are kept while a download may still copy chunks from them: until
             # every waiting one has had its first try (which copies all local chunks)
-            if not running and all(p.attempted or (self.on_demand and not p.must_fill) for p in partials) \
+            if not running and all(p.attempted or not self._wanted(p) for p in partials) \
                     and self.store.trash_ids():
                 with self.store.transaction():
                     self.store.trash_purge()

@@ -63,6 +63,7 @@ def open_peer(cfg: MountConfig, share_dir: Path, *, on_demand: bool) -> Iterator
         engine = Engine(store, pool, on_demand=on_demand, fetch_timeout=cfg.fetch_timeout)
         engine.mountpoint = str(share_dir)
         engine.downloader.max_rate = cfg.max_rate
+        engine.pinning.cache_size = cfg.cache_size
         server = ChunkServer(engine.downloader.serve_chunk, pool, listen_host, listen_port)
         yield Peer(cfg, share_dir, invite, store, me, pool, engine, server, listen_host)
     finally:

@@ -14,6 +14,7 @@ import trio
 from .control import ControlError
 from .engine import Engine
 from .p2p import ChunkServer
+from .pinning import PinError, check_paths
 from .tracker_link import TrackerLink
 
 INTERVAL = 0.1
@@ -28,7 +29,8 @@ def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: s
     extra: dict[str, Any] = {}
     if full:
         counts = engine.store.counts()
-        extra = {"files": counts["files"], "dirs": counts["dirs"], "conflicts": engine.store.conflict_paths()}
+        extra = {"files": counts["files"], "dirs": counts["dirs"], "conflicts": engine.store.conflict_paths(),
+                 "cache_used": engine.pinning.usage()}
     return {
         **extra,
         "mountpoint": engine.mountpoint,
@@ -40,6 +42,9 @@ def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: s
         "tracker": {"address": f"{link.host}:{link.port}", "connected": link.connected,
                     "last_error": link.last_error, "last_seq": engine.store.last_seq},
         "peers_online": sorted(engine.pool.peers),
+        "on_demand": engine.on_demand,
+        "pinned": sorted(engine.pinning.pins),
+        "cache_size": engine.pinning.cache_size,
         "outbox": engine.store.outbox_len(),
         "bytes_received": engine.pool.bytes_received,
         "bytes_sent": server.bytes_sent,
@@ -90,6 +95,15 @@ class ControlHandler:
         if t == "stop":
             self.on_stop()  # the answer goes out before the loop winds down
             return {"t": "ok", "pid": os.getpid()}
+        if t in ("pin", "unpin"):
+            pinning = self.engine.pinning
+            try:
+                paths = check_paths(request.get("paths"))
+                if t == "pin":
+                    return {"t": "ok", "on_demand": self.engine.on_demand, **pinning.pin(paths)}
+                return {"t": "ok", "on_demand": self.engine.on_demand, **await pinning.unpin(paths)}
+            except PinError as exc:
+                raise ControlError(str(exc)) from None
         raise ControlError(f"unknown control command {str(t)[:40]!r}")
 
 

@@ -1,6 +1,8 @@
-"""``syncfs status``, ``pause`` and ``resume``: talk to a running mount and show what it does."""
+"""``syncfs status``, ``pause``, ``resume``, ``pin`` and ``unpin``: talk to a running mount
+and show what it does."""
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,6 +47,9 @@ def summary(s: dict[str, Any]) -> Text:
         f"transfers  {'PAUSED (' + s['paused'] + ')' if s['paused'] else 'running'}; "
         f"received {s['bytes_received']:,} B, sent {s['bytes_sent']:,} B, reused locally {s['bytes_reused_locally']:,} B",
     ]
+    if s.get("pinned") or s.get("cache_size"):
+        cache = f"; cache {s['cache_used']:,} of {s['cache_size']:,} B" if s.get("cache_size") else ""
+        lines.append(f"pinned     {len(s['pinned'])}: " + ", ".join(p or "/" for p in s["pinned"][:5]) + cache)
     if s["conflicts"]:
         lines.append(f"conflicts  {len(s['conflicts'])}: " + ", ".join(s["conflicts"][:5]))
     for err in s["errors"][-5:]:
@@ -134,3 +139,47 @@ def _command(directory: str | None, payload: dict[str, Any]) -> int:
     state = f"paused ({answer['paused']})" if answer["paused"] else "running"
     print(f"syncfs: {mount['mountpoint']}: transfers {state}")
     return 0
+
+
+def share_paths(paths: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The running mount that holds ``paths`` and their paths relative to its root.
+
+    Every path must lie inside the same mount; a path outside it is refused before
+    anything is asked of the mount.
+    """
+    targets = [Path(os.path.abspath(os.path.expanduser(p))) for p in paths]  # '..' resolved
+    mount = find_mount(targets[0])
+    root = Path(mount["mountpoint"])
+    rel = []
+    for given, t in zip(paths, targets, strict=True):
+        if t != root and root not in t.parents:
+            raise ControlError(f"{given} is outside the share mounted at {root}")
+        rel.append("" if t == root else t.relative_to(root).as_posix())
+    return mount, rel
+
+
+def pin(paths: list[str], unpin: bool = False) -> int:
+    """``syncfs pin|unpin PATH...``: exit 0 when done, 1 on an error or a refused unpin."""
+    try:
+        mount, rel = share_paths(paths)
+        answer = request(Path(mount["store"]), {"t": "unpin" if unpin else "pin", "paths": rel})
+    except ControlError as exc:
+        print(f"syncfs: {exc}", file=sys.stderr)
+        return 1
+    names = ", ".join(p or "/" for p in rel)
+    if not unpin:
+        fetching = answer["fetching"]
+        line = f"syncfs: pinned {names} ({answer['files']} file(s)"
+        if not answer["on_demand"]:
+            line += "; this mount keeps every file anyway"
+        elif fetching:
+            line += f", {len(fetching)} being fetched"
+        print(line + ")")
+        return 0
+    print(f"syncfs: unpinned {names}" + (f"; {answer['note']}" if answer.get("note") else ""))
+    status = 0
+    for o in answer["outcomes"]:
+        print(f"  {o['result']:<8} {o['path']}" + (f": {o['reason']}" if o["reason"] else ""))
+        if o["result"] == "refused":
+            status = 1
+    return status

@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS deferred (path TEXT PRIMARY KEY, row BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS trash (data_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS dirty (ino INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS haves (path TEXT PRIMARY KEY, version BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS pins (path TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS drops (path TEXT PRIMARY KEY, version BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS last_use (path TEXT PRIMARY KEY, t REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS data_ids (data_id INTEGER PRIMARY KEY AUTOINCREMENT, dummy INTEGER);
 CREATE TABLE IF NOT EXISTS mirror (
     path TEXT PRIMARY KEY, kind TEXT NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -400,6 +403,50 @@ class Store:
         rows = self.db.execute("SELECT path, version FROM haves").fetchall()
         return [Have(path, msgpack.unpackb(v)) for path, v in rows]
 
+    # -- pins (kept local in --on-demand mounts) and withdrawals asked of the tracker -------
+
+    def pins(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT path FROM pins")}
+
+    def pin_add(self, path: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO pins (path) VALUES (?)", (path,))
+
+    def pin_remove_under(self, path: str) -> None:
+        """Forget the pins of ``path`` and of everything below it ("" is the root: all)."""
+        if not path:
+            self.db.execute("DELETE FROM pins")
+            return
+        self.db.execute("DELETE FROM pins WHERE path = ? OR (path > ? AND path < ?)", (path, path + "/", path + "0"))
+
+    def pin_move(self, old: str, new: str) -> None:
+        self.db.execute("UPDATE pins SET path = ? WHERE path = ?", (new, old))
+        self.db.execute("UPDATE pins SET path = ? || substr(path, ?) WHERE path > ? AND path < ?",
+                        (new, len(old) + 1, old + "/", old + "0"))
+
+    def drop_put(self, path: str, version: dict[str, int]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO drops (path, version) VALUES (?, ?)", (path, pack_version(version)))
+
+    def drop_pending(self, path: str) -> dict[str, int] | None:
+        row = self.db.execute("SELECT version FROM drops WHERE path=?", (path,)).fetchone()
+        return None if row is None else msgpack.unpackb(row[0])
+
+    def drop_done(self, path: str) -> None:
+        self.db.execute("DELETE FROM drops WHERE path=?", (path,))
+
+    def pending_drops(self) -> list[tuple[str, dict[str, int]]]:
+        return [(p, msgpack.unpackb(v)) for p, v in self.db.execute("SELECT path, version FROM drops")]
+
+    def last_uses(self) -> dict[str, float]:
+        return dict(self.db.execute("SELECT path, t FROM last_use").fetchall())
+
+    def save_last_uses(self, uses: dict[str, float]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO last_use (path, t) VALUES (?, ?)", list(uses.items()))
+        self.db.execute("DELETE FROM last_use WHERE path NOT IN (SELECT path FROM nodes)")
+
+    def file_sizes(self) -> list[tuple[str, int, int | None]]:
+        """(path, size, data_id) of every file: what the cache limit counts."""
+        return self.db.execute("SELECT path, size, data_id FROM nodes WHERE kind = 'file'").fetchall()
+
     # -- files written locally and not yet committed (a crash must not forget them) --------
 
     def mark_dirty(self, ino: int) -> None:
@@ -451,6 +498,11 @@ class Store:
 
     def trash_ids(self) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT data_id FROM trash").fetchall()]
+
+    def trash_discard(self, data_id: int) -> None:
+        """Delete one trashed data file now (its bytes were freed on purpose)."""
+        self.remove_data_file(data_id)
+        self.db.execute("DELETE FROM trash WHERE data_id=?", (data_id,))
 
     def trash_purge(self) -> None:
         for data_id in self.trash_ids():

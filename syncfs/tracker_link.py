@@ -20,7 +20,7 @@ from .handshake import (
 from .identity import Identity
 from .invite import Invite
 from .protocol.errors import ProtocolError
-from .protocol.messages import Alive, Peers, Table, Update
+from .protocol.messages import Alive, Drop, DropAnswer, Peers, Table, Update
 from .wire import FramedStream, LinkClosed
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class TrackerLink:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._send_alive, link, accept.interval)
                     nursery.start_soon(self._send_outbox, link)
-                    nursery.start_soon(self._send_haves, link)
+                    nursery.start_soon(self._send_claims, link)
                     await self._receive(link, accept.interval)
                     nursery.cancel_scope.cancel()
             except ExceptionGroup as group:
@@ -113,6 +113,8 @@ class TrackerLink:
                 self.engine.apply_table(msg)
             elif isinstance(msg, Peers):
                 self.engine.set_peers(msg.peers)
+            elif isinstance(msg, DropAnswer):
+                self.engine.pinning.on_answer(msg)
             else:
                 raise ProtocolError(f"unexpected {msg.TYPE} from the tracker")
 
@@ -132,16 +134,33 @@ class TrackerLink:
                 continue
             await self.engine.outbox_wake.wait()
 
-    async def _send_haves(self, link: FramedStream) -> None:
-        """Announce completed versions; they stay in the store until the tracker lists us,
-        so a restart or a lost link announces them again."""
-        sent: set[tuple[str, bytes]] = set()
+    async def _send_claims(self, link: FramedStream) -> None:
+        """Announce completed versions (HAVE) and ask to withdraw from versions we want to
+        free (DROP). Both stay in the store until the tracker answers, so a restart or a lost
+        link sends them again. One task sends both, HAVEs first, so that the tracker never
+        sees an older HAVE after a DROP and lists us again for bytes we have freed."""
+        haves: set[tuple[str, bytes]] = set()
+        drops: set[tuple[str, bytes]] = set()
         while True:
             wake = trio.Event()
             self.engine.on_have = wake.set
+            self.engine.pinning.on_drop = wake.set
             for have in self.engine.store.pending_haves():
-                key = (have.path, repr(sorted(have.version.items())).encode())
-                if key not in sent:
-                    sent.add(key)
+                key = (have.path, _version_key(have.version))
+                if key not in haves:
+                    haves.add(key)
                     await link.send(have)
+            # keyed by request too: a path refused before may be asked again later
+            serial = self.engine.pinning.drop_serial
+            pending = {(path, _version_key(version) + b"#%d" % serial.get(path, 0)): (path, version)
+                       for path, version in self.engine.store.pending_drops()}
+            drops &= pending.keys()
+            for key, (path, version) in pending.items():
+                if key not in drops:
+                    drops.add(key)
+                    await link.send(Drop(path, version))
             await wake.wait()
+
+
+def _version_key(version: dict[str, int]) -> bytes:
+    return repr(sorted(version.items())).encode()

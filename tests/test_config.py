@@ -59,6 +59,20 @@ def test_split_host_port():
         config.split_host_port("h:x", 7)
 
 
+def test_cache_size_takes_sizes_and_needs_on_demand(home):
+    assert config.parse_size("200M") == 200 << 20
+    assert config.parse_size("1.5GiB") == 3 << 29
+    assert config.parse_size("4096") == 4096
+    for bad in ("lots", "-1M", "0", ""):
+        with pytest.raises(ConfigError, match="bad size"):
+            config.parse_size(bad)
+    toml = home / "share.toml"
+    toml.write_text('on_demand = true\ncache_size = "2G"\n')
+    assert config.build({}, str(toml)).cache_size == 2 << 30
+    with pytest.raises(ConfigError, match="--cache-size needs --on-demand"):
+        config.build({"cache_size": 1 << 20}, None)
+
+
 @pytest.mark.timeout(60)
 def test_mount_without_tracker_starts_a_local_one(home, tmp_path):
     """The embedded default: no --tracker starts a tracker on this machine, with its secret."""

@@ -213,6 +213,33 @@ def test_add_holder_rules():
     assert merge.add_holder(None, "bob", {"alice": 1}) is None
 
 
+def test_drop_holder_is_granted_only_while_another_holder_is_online():
+    row = Stored(file("a", {"alice": 1}), "alice", ("alice", "bob"))
+    # another holder online: granted, and only the asker leaves the holders
+    granted = merge.drop_holder(row, "alice", {"alice": 1}, {"alice", "bob"})
+    assert isinstance(granted, Stored) and granted.holders == ("bob",) and granted.entry == row.entry
+    # the other holder is offline: the asker may hold the only reachable copy
+    assert "no other holder is online" in merge.drop_holder(row, "alice", {"alice": 1}, {"alice", "carol"})
+    # the only holder
+    only = Stored(file("a", {"alice": 1}), "alice", ("alice",))
+    assert "only copy" in merge.drop_holder(only, "alice", {"alice": 1}, {"alice", "bob", "carol"})
+    # a superseded or deleted version, or an unknown path: refused, nothing to withdraw from
+    assert "newer version" in merge.drop_holder(row, "alice", {"alice": 2}, {"alice", "bob"})
+    assert isinstance(merge.drop_holder(None, "alice", {"alice": 1}, {"alice", "bob"}), str)
+    gone = Stored(tomb("a", {"alice": 2}), "alice", ())
+    assert isinstance(merge.drop_holder(gone, "alice", {"alice": 2}, {"alice", "bob"}), str)
+    # not a holder (a request repeated after a lost link): the row as it is
+    assert merge.drop_holder(row, "carol", {"alice": 1}, {"carol"}) == row
+
+
+def test_two_holders_dropping_in_turn_keep_the_last_copy():
+    row = Stored(file("a", {"alice": 1}), "alice", ("alice", "bob"))
+    online = {"alice", "bob"}
+    first = merge.drop_holder(row, "alice", {"alice": 1}, online)
+    assert isinstance(first, Stored) and first.holders == ("bob",)
+    assert isinstance(merge.drop_holder(first, "bob", {"alice": 1}, online), str)
+
+
 # -- property: the arrival order of two concurrent updates does not matter --------------
 
 PEERS = ["p" + str(i) for i in range(4)]

@@ -23,6 +23,8 @@ from syncfs.protocol.messages import (
     Alive,
     Auth,
     Challenge,
+    Drop,
+    DropAnswer,
     Have,
     Hello,
     Message,
@@ -215,6 +217,52 @@ def test_update_is_broadcast_to_every_peer_including_sender(tmp_path):
             assert table.seq == 3 and named(table.rows[0].holders) == ("alice", "bob")
         await a.aclose()
         await b.aclose()
+
+    serve(tmp_path, body)
+
+
+def test_drop_is_granted_with_another_holder_online_and_refused_for_the_last_copy(tmp_path):
+    async def body(port, server):
+        a = await Client.connect(port, "alice")
+        b = await Client.connect(port, "bob")
+        await a.send(Update((entry("f", {"alice": 1}),)))
+        await b.send(Have("f", {"alice": 1}))
+        for c in (a, b):
+            await c.next(Table, lambda m: bool(m.rows) and len(m.rows[0].holders) == 2)
+        # alice may go: bob holds it and is online; everyone sees the row without her
+        await a.send(Drop("f", {"alice": 1}))
+        for c in (a, b):
+            table = await c.next(Table, lambda m: bool(m.rows))
+            assert named(table.rows[0].holders) == ("bob",) and table.seq == 3
+        # the answer to alice comes after the row
+        assert await a.next(DropAnswer) == DropAnswer("f", {"alice": 1}, True)
+        # now bob holds the only copy: refused, to him alone, and nothing changes
+        await b.send(Drop("f", {"alice": 1}))
+        refused = await b.next(DropAnswer)
+        assert refused.path == "f" and not refused.granted and "only copy" in refused.reason
+        assert named(server.state.row("f").holders) == ("bob",) and server.state.current_seq == 3
+        # a superseded version is refused too
+        await a.send(Drop("f", {"alice": 0}))
+        assert "newer version" in (await a.next(DropAnswer)).reason
+        await a.aclose()
+        await b.aclose()
+
+    serve(tmp_path, body)
+
+
+def test_drop_is_refused_when_the_other_holders_are_offline(tmp_path):
+    async def body(port, server):
+        a = await Client.connect(port, "alice")
+        b = await Client.connect(port, "bob")
+        await a.send(Update((entry("f", {"alice": 1}),)))
+        await b.send(Have("f", {"alice": 1}))
+        await a.next(Table, lambda m: bool(m.rows) and len(m.rows[0].holders) == 2)
+        await b.aclose()
+        await a.next(Peers, lambda m: peer_ids(m) == {"alice"})
+        await a.send(Drop("f", {"alice": 1}))
+        assert "no other holder is online" in (await a.next(DropAnswer)).reason
+        assert named(server.state.row("f").holders) == ("alice", "bob")
+        await a.aclose()
 
     serve(tmp_path, body)
 

@@ -15,7 +15,7 @@ order they arrived in, so every arrival order produces the same table.
 
 import dataclasses
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import msgpack
 
@@ -204,3 +204,27 @@ def add_holder(current: Stored | None, peer_id: str, version: Mapping[str, int])
     if peer_id in current.holders:
         return None
     return dataclasses.replace(current, holders=(*current.holders, peer_id))
+
+
+def drop_holder(current: Stored | None, peer_id: str, version: Mapping[str, int],
+                online: Collection[str]) -> Stored | str:
+    """The row without ``peer_id`` among its holders, or why that is refused.
+
+    A peer may stop holding the current version of a path only while another holder of it
+    is online (``online``: the peers connected now): the tracker sees every withdrawal in
+    turn, so of two peers that free the same version at once the second is refused, and
+    the last copy never goes. A peer that is not a holder gets the row unchanged (a
+    repeated request after a lost link): it was never counted on.
+    """
+    if current is None or current.entry.deleted:
+        return "the path is not in the table (deleted?)"
+    if versions.compare(current.entry.version, version) is not versions.Order.EQUAL:
+        return "a newer version replaced it"
+    if peer_id not in current.holders:
+        return current
+    others = [h for h in current.holders if h != peer_id]
+    if not any(h in online for h in others):
+        if others:
+            return "no other holder is online (this is the only copy reachable now)"
+        return "this peer holds the only copy"
+    return dataclasses.replace(current, holders=tuple(others))

@@ -29,6 +29,8 @@ from syncfs.protocol.messages import (
     Accept,
     Alive,
     ChunkParams,
+    Drop,
+    DropAnswer,
     Have,
     Message,
     PeerInfo,
@@ -319,6 +321,18 @@ class TrackerServer:
                 row = self.state.add_holder(session.peer_id, msg.path, msg.version)
                 if row is not None:
                     self._broadcast_rows([row])
+            elif isinstance(msg, Drop):
+                # decided against the sessions online now, in turn with every other
+                # withdrawal, so two peers freeing the last copies at once cannot both win
+                outcome = self.state.drop_holder(session.peer_id, msg.path, msg.version, self._online.keys())
+                if isinstance(outcome, str):
+                    log.info("%s may not drop %s: %s", session.peer_id, msg.path, outcome)
+                    self._send_to(session, DropAnswer(msg.path, msg.version, False, outcome))
+                else:
+                    log.debug("%s dropped %s", session.peer_id, msg.path)
+                    # the row first: by the answer, the peer has seen itself go from the holders
+                    self._broadcast_rows([outcome])
+                    self._send_to(session, DropAnswer(msg.path, msg.version, True))
             else:
                 raise ProtocolError(f"unexpected {msg.TYPE} message")
 
@@ -349,12 +363,16 @@ class TrackerServer:
     def _broadcast(self, msg: Message) -> None:
         """Queue ``msg`` for every online peer, never waiting; a full queue drops its peer."""
         for session in list(self._online.values()):
-            try:
-                session.queue.send_nowait(msg)
-            except trio.WouldBlock:
-                log.warning("dropping %s: its outgoing queue is full", session.peer_id)
-                session.drop("outgoing queue full")
-                self._forget(session)
-            except trio.ClosedResourceError:
-                pass
+            self._send_to(session, msg)
+
+    def _send_to(self, session: _Session, msg: Message) -> None:
+        """Queue ``msg`` for one peer, after everything broadcast before it."""
+        try:
+            session.queue.send_nowait(msg)
+        except trio.WouldBlock:
+            log.warning("dropping %s: its outgoing queue is full", session.peer_id)
+            session.drop("outgoing queue full")
+            self._forget(session)
+        except trio.ClosedResourceError:
+            pass
 

@@ -11,7 +11,7 @@ some call, and the sequence never goes back.
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -151,6 +151,24 @@ class TrackerState:
         updated = merge.add_holder(self.get(path), peer_id, version)
         if updated is None:
             return None
+        seq = self._seq + 1
+        with self._transaction():
+            self._put(updated, seq)
+            self._set_seq(seq)
+        self._seq = seq
+        return TableRow(updated.entry, seq, updated.holders)
+
+    def drop_holder(self, peer_id: str, path: str, version: Mapping[str, int],
+                    online: Collection[str]) -> TableRow | str:
+        """Withdraw ``peer_id`` as a holder of ``path`` at ``version`` (``merge.drop_holder``
+        says when that is allowed); returns the row with a new seq, or why it is refused.
+
+        The row gets a new seq even when the peer was not listed, so that the peer always
+        learns of a grant the same way: a row of that version without it among the holders.
+        """
+        updated = merge.drop_holder(self.get(path), peer_id, version, online)
+        if isinstance(updated, str):
+            return updated
         seq = self._seq + 1
         with self._transaction():
             self._put(updated, seq)

@@ -241,6 +241,33 @@ class Have(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class Drop(Message):
+    """A peer asks to stop being a holder of ``path`` at ``version`` (it wants to free the
+    bytes). The tracker grants it only if another holder is online: it broadcasts the row
+    without the peer among its holders (a new seq), then answers ``DropAnswer``. The peer
+    frees the bytes only on a granted answer, after that row, so no peer can take its
+    MISSING for proof that the version is lost."""
+
+    TYPE = "drop"
+    path: str = field(validate_path)
+    version: dict[str, int] = field(decode_version)
+
+
+@dataclasses.dataclass(frozen=True)
+class DropAnswer(Message):
+    """The tracker's answer to one ``Drop``, to the asking peer alone. ``granted``: the
+    peer is no longer a holder (the row saying so was queued before this answer); else
+    ``reason`` says why it stays one (it holds the only copy online, or the version is
+    not the current one)."""
+
+    TYPE = "drop_answer"
+    path: str = field(validate_path)
+    version: dict[str, int] = field(decode_version)
+    granted: bool = field(lambda v: require(v, bool, "granted"))
+    reason: str = field(_str(MAX_REASON), default="")
+
+
+@dataclasses.dataclass(frozen=True)
 class Peers(Message):
     """The peers online now; sent whenever one joins or leaves."""
 
@@ -279,6 +306,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Update,
         Table,
         Have,
+        Drop,
+        DropAnswer,
         Peers,
         Get,
         Data,
