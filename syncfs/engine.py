@@ -110,6 +110,9 @@ class Engine:
         self.live: dict[int, LiveAttrs] = {}
         self.open_count: dict[int, int] = {}
         self.orphans: dict[int, Node] = {}
+        # orphans that a remote change removed: the kernel may still resolve their old
+        # names for a moment (its entry cache is cleared asynchronously)
+        self.gone_remotely: set[int] = set()
         self._commit_queue: dict[int, None] = {}
         self._committing: set[int] = set()
         self._commit_wake = trio.Event()
@@ -172,6 +175,7 @@ class Engine:
         """The kernel dropped its last reference to ``ino``."""
         if ino not in self.open_count:
             self.orphans.pop(ino, None)
+            self.gone_remotely.discard(ino)
 
     def lookup(self, parent: int, name: str) -> Node:
         node = self.store.lookup(parent, name)
@@ -267,6 +271,10 @@ class Engine:
         if node.kind is not Kind.FILE:
             raise FsError(errno.EISDIR if node.kind is Kind.DIR else errno.ELOOP)
         writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if writable and ino in self.gone_remotely:
+            # opened through a name the kernel had not forgotten yet: writes to it would be
+            # lost; ESTALE makes the kernel look the name up again and open what is there now
+            raise FsError(errno.ESTALE, "replaced by a remote change")
         if writable:
             if flags & os.O_TRUNC:
                 self.downloader.drop(node.data_id)  # type: ignore[arg-type]
@@ -353,7 +361,9 @@ class Engine:
     def fsync(self, fh: int) -> None:
         os.fsync(self.handle(fh).fd)
 
-    async def import_file(self, path: str, source: str, base: dict[str, int]) -> tuple[Node, os.stat_result] | None:
+    async def import_file(self, path: str, source: str, base: dict[str, int],
+                          on_commit: Callable[[Node, os.stat_result], None] = lambda *_: None,
+                          ) -> tuple[Node, os.stat_result] | None:
         """Commit the regular file ``source``, which lies outside the store, as the content
         of ``path``: a local change made on top of version ``base``. Returns the node and
         the attributes ``source`` had while it was copied.
@@ -363,6 +373,8 @@ class Engine:
         changed meanwhile (try again once it is quiet). Bytes the share already has at
         ``path`` are adopted without a new version, so peers that start from copies of the
         same tree do not conflict over it, and a stale copy is filled from them.
+        ``on_commit`` runs inside the transaction that records the result, so that what a
+        front end remembers of the file can never lag behind what was committed.
         """
         before = os.lstat(source)
         self.store.ensure_room(before.st_size)
@@ -388,7 +400,14 @@ class Engine:
                 if (node.mode, node.mtime_ns) != (mode, mtime_ns) and node.version == base:
                     self.store.update_node(node.ino, mode=mode, mtime_ns=mtime_ns)
                     self._commit(self.store.get(node.ino))
-                return self.store.get(node.ino), after
+                node = self.store.get(node.ino)
+                on_commit(node, after)
+                return node, after
+            # our own counter never goes back, even if the caller's base missed a change
+            # this peer committed (and the tracker may hold) since
+            mine = self.store.known_version(path).get(self.peer_id, 0)
+            if mine > base.get(self.peer_id, 0):
+                base = {**base, self.peer_id: mine}
             if node is None:
                 parent = self.store.lookup_path(path.rpartition("/")[0])
                 if parent is None or parent.kind is not Kind.DIR:
@@ -401,9 +420,11 @@ class Engine:
                                        mode=mode, mtime_ns=mtime_ns)
             self.store.index_chunks(data_id, chunks)
             self._commit(self.store.get(node.ino), base=base)
+            node = self.store.get(node.ino)
+            on_commit(node, after)
         if path == IGNORE_FILE:
             self._reload_ignore()
-        return self.store.get(node.ino), after
+        return node, after
 
     def _adopt_data(self, node: Node, data_id: int) -> None:
         """``data_id`` holds exactly ``node``'s chunks: let it complete a stale copy, or
@@ -570,6 +591,7 @@ class Engine:
         if len(self.orphans) > MAX_ORPHANS:
             for ino in [i for i in self.orphans if i not in self.open_count][: len(self.orphans) - MAX_ORPHANS]:
                 del self.orphans[ino]
+                self.gone_remotely.discard(ino)
         self.store.delete_node(node.ino)
         self._retire_data(node.data_id)
         if node.path == IGNORE_FILE:
@@ -787,7 +809,12 @@ class Engine:
             return
         if node.kind is Kind.DIR and self.store.has_children(node.ino):
             raise FsError(errno.ENOTEMPTY, f"{node.path} is a non-empty directory here")
+        self._remove_for_remote(node)
+
+    def _remove_for_remote(self, node: Node) -> None:
+        """Remove ``node`` because of a remote change, and tell the front end."""
         self._remove(node)
+        self.gone_remotely.add(node.ino)
         self._notify_name(node)
 
     def _notify_name(self, node: Node) -> None:
@@ -802,8 +829,7 @@ class Engine:
                 # it still holds files the deleter did not know of: keep it, and say so
                 self._commit(node, base=merge(e.version, node.version))
                 return
-            self._remove(node)
-            self._notify_name(node)
+            self._remove_for_remote(node)
         self.store.set_tombstone(e.path, e.version)
         self.pinning.forget(e.path)
 
@@ -999,8 +1025,7 @@ class Engine:
                 self.downloader.drop(p.data_id)
                 return
             log.warning("%s: every holder has overwritten this version since; removing it", node.path)
-            self._remove(node)
-            self._notify_name(node)
+            self._remove_for_remote(node)
             self._commit_delete(node.path, node.kind, node.version)
 
     async def _fill(self, p: Partial) -> None:

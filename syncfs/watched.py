@@ -173,6 +173,8 @@ class WatchedDir:
                 nursery.start_soon(self._worker)
         finally:
             logging.getLogger("watchdog.observers.inotify_c").removeHandler(overflow)
+            # watchdog logs an ERROR when its reader thread wakes once more during stop()
+            logging.getLogger("watchdog.observers.inotify").addFilter(_drop_stop_race)
             observer.stop()
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await trio.to_thread.run_sync(observer.join)
@@ -319,13 +321,12 @@ class WatchedDir:
             self._record(path, node)
         else:
             await self._share_dirs(path)
-            done = await self.engine.import_file(path, self._abs(path), base)
+            done = await self.engine.import_file(path, self._abs(path), base,
+                                                 on_commit=lambda n, st: self._record(path, n, st))
             if done is None:
                 self._queue(path, writing=True)  # still changing: once it is quiet
                 return
-            node, st = done
-            self._record(path, node, st)
-            log.debug("pushed %s (%d bytes)", path, node.size)
+            log.debug("pushed %s (%d bytes)", path, done[0].size)
 
     async def _share_dirs(self, path: str) -> Node:
         """The share's directory node for the parent of ``path``, committing the directories
@@ -503,6 +504,10 @@ class _OverflowWatch(logging.Handler):
         if "overflow" in record.getMessage():
             with contextlib.suppress(trio.RunFinishedError):
                 self.token.run_sync_soon(self.rescan)
+
+
+def _drop_stop_race(record: logging.LogRecord) -> bool:
+    return "called when the thread is inactive" not in record.getMessage()
 
 
 def _walk(root: str) -> list[str]:

@@ -149,3 +149,30 @@ def test_a_failed_commit_keeps_local_writes_over_a_waiting_remote_version(tmp_pa
         assert outbox(store)["f"].size == len(b"precious local edit")
 
     run_with_ops(tmp_path, body, fetch_timeout=0.5)
+
+
+def test_a_write_through_a_name_a_remote_version_replaced_is_refused_with_estale(tmp_path):
+    """The kernel clears its entry cache asynchronously: for a moment an open of the path can
+    still reach the replaced inode, and writes to it would vanish. ESTALE makes the kernel
+    look the name up again (and open the new file)."""
+    async def body(ops, engine, store):
+        fi, attrs = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
+        await ops.write(fi.fh, 0, b"mine")
+        await ops.release(fi.fh)
+        await settle(engine)
+        old_ino, v = attrs.st_ino, store.lookup_path("f").version
+        engine.apply_table(Table((frow("f", b"theirs", {**v, "other": 1}, 1),), 1))
+        assert store.lookup_path("f").ino != old_ino
+        with pytest.raises(pyfuse3.FUSEError) as caught:
+            await ops.open(old_ino, os.O_WRONLY, None)
+        assert caught.value.errno == errno.ESTALE
+        # reading what one held stays possible, and a local unlink is no remote change
+        fi = await ops.open(old_ino, os.O_RDONLY, None)
+        await ops.release(fi.fh)
+        fi, attrs = await ops.create(ROOT_INO, b"g", 0o644, os.O_WRONLY, None)
+        await ops.release(fi.fh)
+        await ops.unlink(ROOT_INO, b"g", None)
+        fi = await ops.open(attrs.st_ino, os.O_WRONLY, None)
+        await ops.release(fi.fh)
+
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)
