@@ -1,4 +1,5 @@
-"""A seeded random workload on three peers, with tracker and peer kills in between, converges.
+"""A seeded random workload on three peers, with tracker and peer kills in between, converges
+(three mounts, or two mounts and a watched directory).
 
 At the end every peer shows the same tree, and every write that no later operation
 touched (on any peer) is still there, at its path or in a conflict copy.
@@ -18,10 +19,12 @@ DIRS = ["", "a", "b", "a/c"]
 NAMES = ["x.txt", "y.txt", "z"]
 
 
-def test_random_operations_converge(cluster):
-    cluster.expect_log(r"tracker 127\.0\.0\.11|chunk link|download of|cannot apply")
+@pytest.mark.parametrize("watched", [0, 1], ids=["mounts", "with-a-watched-directory"])
+def test_random_operations_converge(cluster, watched):
+    """Three peers: all FUSE mounts, or one of them a plain directory (``syncfs sync``)."""
+    cluster.expect_log(r"tracker 127\.0\.0\.11|chunk link|download of|cannot apply|cannot sync")
     rng = random.Random(SEED)
-    peers = cluster.start_peers(3)
+    peers = [cluster.add_peer(watched=True) for _ in range(watched)] + cluster.start_peers(3 - watched)
     touched: dict[str, int] = {}  # path -> index of the last operation that touched it
     tokens: dict[str, tuple[str, int]] = {}  # token -> (path, op index) of its write
 
