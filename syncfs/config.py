@@ -127,13 +127,7 @@ def build(flags: dict[str, object], config_file: str | None) -> MountConfig:
 
 def parse_rate(text: str) -> float:
     """Bytes per second from '500K', '20M', '1G' or a plain number; 0 means no limit."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().removesuffix("B").removesuffix("/S")
-    unit = t[-1:] if t[-1:] in "KMG" else ""
-    try:
-        value = float(t[: len(t) - len(unit)]) * units[unit]
-    except ValueError:
-        raise ConfigError(f"bad rate {text!r}: use e.g. 500K, 20M or 1G (bytes per second)") from None
+    value = _parse_bytes(text, text.strip().upper().removesuffix("/S"), "rate", "500K, 20M or 1G (bytes per second)")
     if value < 0:
         raise ConfigError(f"bad rate {text!r}: must not be negative")
     return value
@@ -141,16 +135,21 @@ def parse_rate(text: str) -> float:
 
 def parse_size(text: str) -> int:
     """Bytes from '200M', '1.5G', '500K' or a plain number (binary units)."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    unit = t[-1:] if t[-1:] in ("K", "M", "G", "T") else ""
-    try:
-        value = float(t[: len(t) - len(unit)]) * units[unit]
-    except ValueError:
-        raise ConfigError(f"bad size {text!r}: use e.g. 500M or 2G") from None
+    value = _parse_bytes(text, text.strip().upper().removesuffix("B").removesuffix("I"), "size", "500M or 2G")
     if value < 1:
         raise ConfigError(f"bad size {text!r}: must be at least one byte")
     return int(value)
+
+
+def _parse_bytes(text: str, t: str, what: str, example: str) -> float:
+    """``t`` (``text`` upper-cased and trimmed): a number, an optional binary unit (K, M,
+    G, T) and an optional B."""
+    t = t.removesuffix("B")
+    unit = t[-1:] if t[-1:] in ("K", "M", "G", "T") else ""
+    try:
+        return float(t[: len(t) - len(unit)]) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
+    except ValueError:
+        raise ConfigError(f"bad {what} {text!r}: use e.g. {example}") from None
 
 
 def split_host_port(text: str, default_port: int) -> tuple[str, int]:

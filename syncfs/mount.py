@@ -6,28 +6,19 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from .cli import setup_logging
-from .config import ConfigError, MountConfig
-from .control import ControlError
+from .config import MountConfig
 from .fs import Operations
-from .identity import IdentityError
-from .peer import Peer, open_peer, report, serve
-from .store import StoreBusy
+from .peer import Peer, run_peer, serve
 
 log = logging.getLogger(__name__)
 
 
 def run_mount(cfg: MountConfig, mountpoint: Path, ready_fd: int | None = None) -> int:
-    setup_logging(cfg)
-    try:
-        with open_peer(cfg, mountpoint, on_demand=cfg.on_demand) as peer:
-            _run(peer, mountpoint, ready_fd)
-    except (ConfigError, StoreBusy, ControlError, IdentityError) as exc:
-        report(ready_fd, str(exc))
-        log.error("%s", exc)
-        return 1
-    log.info("unmounted %s", mountpoint)
-    return 0
+    status = run_peer(cfg, mountpoint, ready_fd, on_demand=cfg.on_demand,
+                      body=lambda peer: _run(peer, mountpoint, ready_fd))
+    if status == 0:
+        log.info("unmounted %s", mountpoint)
+    return status
 
 
 def _run(peer: Peer, mountpoint: Path, ready_fd: int | None) -> None:

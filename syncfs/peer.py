@@ -7,21 +7,22 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import trio
 
 from . import config
-from .cli import READY, ensure_local_tracker
+from .cli import READY, ensure_local_tracker, setup_logging
 from .config import ConfigError, MountConfig
-from .control import ControlServer, check_private_dir, register
+from .control import ControlError, ControlServer, check_private_dir, register
 from .engine import Engine
-from .identity import Identity
+from .identity import Identity, IdentityError
 from .invite import BadToken, Invite, looks_like_token, parse
 from .p2p import ChunkServer, PeerPool
 from .status import ControlHandler, current_log_file, write_status
-from .store import Store
+from .store import Store, StoreBusy
 from .tracker_link import TrackerLink
 
 log = logging.getLogger(__name__)
@@ -132,10 +133,25 @@ async def _stop_on_signal(on_signal: Callable[[], None]) -> None:
             return
 
 
+def run_peer(cfg: MountConfig, share_dir: Path, ready_fd: int | None, *, on_demand: bool,
+             body: Callable[[Peer], None]) -> int:
+    """Open the peer of ``share_dir`` and run ``body`` on it (a front end's whole life);
+    the exit status, after telling the waiting parent why it could not start."""
+    setup_logging(cfg)
+    try:
+        with open_peer(cfg, share_dir, on_demand=on_demand) as peer:
+            body(peer)
+    except (ConfigError, StoreBusy, ControlError, IdentityError) as exc:
+        report(ready_fd, str(exc))
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
 def report(ready_fd: int | None, message: str) -> None:
     """Tell the waiting parent (or, in the foreground, the terminal) why we did not start."""
     if ready_fd is None:
-        print(f"syncfs: {message}", file=__import__("sys").stderr)
+        print(f"syncfs: {message}", file=sys.stderr)
         return
     try:
         os.write(ready_fd, message.encode() + b"\n")

@@ -5,42 +5,35 @@ from pathlib import Path
 
 import trio
 
-from .cli import setup_logging
 from .config import ConfigError, MountConfig
-from .control import ControlError
-from .identity import IdentityError
-from .peer import open_peer, report, serve
-from .store import StoreBusy
+from .peer import Peer, run_peer, serve
 from .watched import WatchedDir
 
 log = logging.getLogger(__name__)
 
 
 def run_sync(cfg: MountConfig, directory: Path, ready_fd: int | None = None) -> int:
-    setup_logging(cfg)
-    try:
-        if cfg.on_demand:
-            raise ConfigError("--on-demand needs a mount: a watched directory holds every file")
-        with open_peer(cfg, directory, on_demand=False) as peer:
-            if peer.store.root.resolve().is_relative_to(directory.resolve()):
-                raise ConfigError(f"the store {peer.store.root} must not lie inside {directory}")
-            front = WatchedDir(peer.engine, directory)
-            peer.engine.frontend = front
-            stop = trio.CancelScope()
+    status = run_peer(cfg, directory, ready_fd, on_demand=False, body=lambda peer: _run(peer, directory, ready_fd))
+    if status == 0:
+        log.info("stopped watching %s", directory)
+    return status
 
-            async def start_frontend(nursery: trio.Nursery) -> None:
-                peer.engine.hold_fills(True)  # until the directory has been looked at
 
-            async def watch() -> None:
-                with stop:
-                    await front.run()
+def _run(peer: Peer, directory: Path, ready_fd: int | None) -> None:
+    if peer.cfg.on_demand:
+        raise ConfigError("--on-demand needs a mount: a watched directory holds every file")
+    if peer.store.root.resolve().is_relative_to(directory.resolve()):
+        raise ConfigError(f"the store {peer.store.root} must not lie inside {directory}")
+    front = WatchedDir(peer.engine, directory)
+    peer.engine.frontend = front
+    stop = trio.CancelScope()
 
-            log.info("watching %s (peer %s, store %s)", directory, peer.store.peer_id, peer.store.root)
-            trio.run(lambda: serve(peer, ready_fd, start_frontend=start_frontend,
-                                   frontend_main=watch, on_signal=stop.cancel))
-    except (ConfigError, StoreBusy, ControlError, IdentityError) as exc:
-        report(ready_fd, str(exc))
-        log.error("%s", exc)
-        return 1
-    log.info("stopped watching %s", directory)
-    return 0
+    async def start_frontend(nursery: trio.Nursery) -> None:
+        peer.engine.hold_fills(True)  # until the directory has been looked at
+
+    async def watch() -> None:
+        with stop:
+            await front.run()
+
+    log.info("watching %s (peer %s, store %s)", directory, peer.store.peer_id, peer.store.root)
+    trio.run(lambda: serve(peer, ready_fd, start_frontend=start_frontend, frontend_main=watch, on_signal=stop.cancel))

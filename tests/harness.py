@@ -281,6 +281,21 @@ def require_fuse() -> None:
     pytest.skip(f"end-to-end test needs FUSE: {reason}")
 
 
+# --------------------------------------------------------------------------- the command line
+
+
+def syncfs_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run ``syncfs ARGS...`` (this checkout's) and return what it did, text captured."""
+    return subprocess.run([sys.executable, "-m", "syncfs", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def cli_status(peer: PeerProc) -> dict:
+    """``syncfs status DIR --json`` of a running peer, which must succeed."""
+    done = syncfs_cli("status", str(peer.mnt), "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 # --------------------------------------------------------------------------- processes
 
 
@@ -832,6 +847,7 @@ __all__ = [
     "TRACKER_ADDR",
     "TrackerProc",
     "can_connect",
+    "cli_status",
     "describe_tree_diff",
     "force_unmount",
     "free_port",
@@ -839,6 +855,7 @@ __all__ = [
     "is_mounted",
     "log_problems",
     "require_fuse",
+    "syncfs_cli",
     "tree_snapshot",
     "wait_for",
     "wait_same_tree",

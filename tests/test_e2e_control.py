@@ -1,26 +1,19 @@
 """Issue 7, first part: status (JSON and live progress), pause and resume of a running mount."""
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
-from harness import wait_for
+from harness import cli_status, syncfs_cli, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 MiB = 1 << 20
 
 
-def syncfs(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "syncfs", *args], capture_output=True, text=True, timeout=timeout)
-
-
-def status(peer) -> dict:
-    done = syncfs("status", str(peer.mnt), "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+syncfs = syncfs_cli
+status = cli_status
 
 
 def entry(s: dict, path: str) -> dict | None:

@@ -5,28 +5,21 @@ file that only kept its apparent size does not pass for freed.
 """
 
 import errno
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from harness import wait_for
+from harness import cli_status, syncfs_cli, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 
 MiB = 1 << 20
 
 
-def syncfs(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "syncfs", *args], capture_output=True, text=True, timeout=timeout)
-
-
-def status(peer) -> dict:
-    done = syncfs("status", str(peer.mnt), "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+syncfs = syncfs_cli
+status = cli_status
 
 
 def state(path: Path) -> str:

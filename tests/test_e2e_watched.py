@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
-from harness import Cluster, wait_for, wait_same_tree
+from harness import Cluster, cli_status, syncfs_cli, wait_for, wait_same_tree
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -165,10 +163,7 @@ def test_ignore_rules_and_status_in_a_plain_directory(cluster: Cluster) -> None:
     wait_for(lambda: (p1.mnt / "kept.txt").exists(), what="kept.txt on p1")
     wait_for(s.settled, what="s1 settled")
     assert sorted(os.listdir(p1.mnt)) == [".syncfsignore", "kept.txt"]
-    out = subprocess.run([sys.executable, "-m", "syncfs", "status", str(s.mnt), "--json"],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    status = json.loads(out.stdout)
+    status = cli_status(s)
     assert status["mountpoint"] == str(s.mnt) and status["tracker"]["connected"]
     assert status["files"] == 2 + 0  # .syncfsignore and kept.txt: ignored paths are not in the store
 
@@ -205,11 +200,10 @@ def test_syncfs_stop_ends_a_watched_directory_and_a_mount(cluster: Cluster) -> N
     s = cluster.add_peer(watched=True)
     (p1,) = cluster.start_peers(1)
     for peer in (s, p1):
-        done = subprocess.run([sys.executable, "-m", "syncfs", "stop", str(peer.mnt)],
-                              capture_output=True, text=True, timeout=60)
+        done = syncfs_cli("stop", str(peer.mnt), timeout=60)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"syncfs: {peer.mnt}: stopped"
         assert peer.proc is not None and peer.proc.wait(timeout=10) == 0
     assert not p1.mounted
-    done = subprocess.run([sys.executable, "-m", "syncfs", "stop", str(s.mnt)], capture_output=True, text=True, timeout=30)
+    done = syncfs_cli("stop", str(s.mnt))
     assert done.returncode == 1 and "no running syncfs mount" in done.stderr
