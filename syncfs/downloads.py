@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
 
 import msgpack
@@ -47,6 +48,7 @@ class Partial:
     retry_at: float = 0.0
     recorded_at: float = 0.0
     lost_since: float | None = None
+    record_soon: bool = False  # a background _record is scheduled
     attempted: bool = False  # had a first fill (local chunks copied)
     must_fill: bool = False  # fill even in --on-demand mode (renamed or changed here)
     repair: bool = False  # a complete local copy found corrupt: refetch, never drop
@@ -93,6 +95,8 @@ class Downloader:
         self.paused = False  # background filling stops between chunks
         self.max_rate = 0.0  # bytes per second from the network; 0: no limit
         self._rate_free_at = 0.0
+        # where presence records run off the fetching task's path (set by the engine)
+        self.nursery: trio.Nursery | None = None
 
     def load(self) -> None:
         for data_id, raw_row, raw_present in self.store.partials():
@@ -230,7 +234,14 @@ class Downloader:
         if p.complete:
             await self.settle(p)  # whoever fetched the last chunk (fill, read, read-ahead)
         elif len(p.unsynced) >= SYNC_EVERY or trio.current_time() - p.recorded_at > SYNC_SECONDS:
-            await self._record(p)
+            if self.nursery is None:
+                await self._record(p)
+            elif not p.record_soon:
+                # the bytes are in the data file, so a read can use them now; making them
+                # durable (fdatasync) and saying so need not hold up that read
+                p.record_soon = True
+                self.nursery.start_soon(self._record_quietly, p)
+
 
     async def _throttle(self, n: int) -> None:
         """Hold the caller so that network bytes average at most ``max_rate`` per second."""
@@ -243,21 +254,36 @@ class Downloader:
     async def _record(self, p: Partial) -> None:
         """Make written chunks durable, then say so: the order that makes resume safe.
 
-        Serialized per partial, so that settling waits for a record still in flight.
+        Serialized per partial, so that settling waits for a record still in flight. A
+        batch that could not be recorded stays unsynced for the next record.
         """
         async with p.record_lock:
+            p.record_soon = False
             batch, p.unsynced = p.unsynced, []
             p.recorded_at = trio.current_time()
             if not batch or p.cancelled:
                 return
-            await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))
-            if p.cancelled:
-                return
-            entry = p.row.entry
-            with self.store.transaction():
-                if p.data_id in self.partials:
-                    self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(sorted(p.present)))
-                self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
+            try:
+                await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))
+                if p.cancelled:
+                    return
+                entry = p.row.entry
+                present = sorted(i for i in p.present if i not in p.unsynced)  # not those written meanwhile
+                with self.store.transaction():
+                    if p.data_id in self.partials:
+                        self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(present))
+                    self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
+            except BaseException:
+                p.unsynced[:0] = batch
+                raise
+
+    async def _record_quietly(self, p: Partial) -> None:
+        """_record in the background: a failure is logged, and the next record retries."""
+        try:
+            await self._record(p)
+        except (OSError, sqlite3.Error) as exc:
+            if not p.cancelled:
+                log.warning("could not record the fetched chunks of %s yet: %s", p.path, exc)
 
     async def settle(self, p: Partial) -> None:
         await self._record(p)

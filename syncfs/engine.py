@@ -123,6 +123,7 @@ class Engine:
             self._commit_queue[ino] = None  # written before a crash, never committed
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self.downloader.nursery = nursery
             nursery.start_soon(self._commit_worker)
             nursery.start_soon(self._filler, nursery)
             task_status.started()

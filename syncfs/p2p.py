@@ -46,6 +46,9 @@ BAD_PEER_QUARANTINE = 300.0
 # a peer that just joined may reach a holder before the holder heard of it from the tracker
 CONNECT_RETRIES = 4
 CONNECT_RETRY_DELAY = 0.25
+# a warm link that the holder closed after at least this long (its idle timeout) is opened
+# again, so that the next on-demand read does not pay for TCP, TLS and hello
+WARM_REOPEN_AFTER = 60.0
 
 
 class ChunkUnavailable(Exception):
@@ -199,9 +202,12 @@ class PeerPool:
     and the server admits only those listed now.
     """
 
-    def __init__(self, me: Identity | None, peer_id: str, local_host: str | None) -> None:
+    def __init__(self, me: Identity | None, peer_id: str, local_host: str | None, *, warm: bool = True) -> None:
         # me: None only where nothing connects (tests of the file system without a network)
         self.me = me
+        # keep a link open to every listed peer (opened when the list arrives), so that the
+        # first read of a stale file does not wait for a connection to be set up
+        self.warm = warm and me is not None
         self.peer_id = peer_id
         self.local_host = local_host
         self.peers: dict[str, PeerInfo] = {}
@@ -214,6 +220,11 @@ class PeerPool:
         self._nursery: trio.Nursery | None = None
         self._rr = itertools.count()
         self.bytes_received = 0
+        self.received_from: dict[str, int] = {}  # peer id -> chunk bytes it sent us
+
+    def linked(self) -> list[str]:
+        """The peers with an open chunk link from this one."""
+        return sorted(pid for pid, c in self._conns.items() if c.ready.is_set() and not c.failed)
 
     @property
     def client_tls(self) -> ssl.SSLContext:
@@ -251,8 +262,17 @@ class PeerPool:
             conn = self._conns[pid]
             if pid not in self.peers or self.peers[pid] != conn.info:
                 self._drop(pid, "peer went offline")
+        self._warm_up()
         for callback in self.on_peers_changed:
             callback()
+
+    def _warm_up(self) -> None:
+        """Open a link to every listed peer that has none (see ``warm``)."""
+        if not self.warm or self._nursery is None:
+            return
+        for pid in self.peers:
+            if pid not in self._conns and self._bad.get(pid, 0) <= trio.current_time():
+                self._connection(pid)
 
     def online(self, holders: Sequence[str]) -> list[str]:
         return [h for h in holders if h in self.peers]
@@ -302,11 +322,13 @@ class PeerPool:
 
     async def _run_connection(self, conn: _Connection) -> None:
         info = conn.info
+        opened_at: float | None = None
         try:
             conn.link = link = await self._open(conn)
             link.max_frame = DEFAULT_MAX_FRAME
             if conn.failed:
                 return
+            opened_at = trio.current_time()
             conn.ready.set()
             while True:
                 msg = await link.receive()
@@ -325,6 +347,9 @@ class PeerPool:
             conn.fail(str(exc) or type(exc).__name__)
             if self._conns.get(info.peer_id) is conn:
                 del self._conns[info.peer_id]
+                if (isinstance(exc, LinkClosed) and opened_at is not None
+                        and trio.current_time() - opened_at >= WARM_REOPEN_AFTER):
+                    self._warm_up()  # the holder closed an idle link: have one ready again
         finally:
             if conn.link is not None:
                 await conn.link.aclose()
@@ -354,6 +379,7 @@ class PeerPool:
             raise BadChunk(pid, want)
         conn.bytes_received += length
         self.bytes_received += length
+        self.received_from[pid] = self.received_from.get(pid, 0) + length
         return msg.data
 
     async def fetch(self, want: bytes, length: int, holders: Sequence[str], avoid: set[str] | None = None) -> bytes:

@@ -40,7 +40,9 @@ def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: s
                     "last_error": link.last_error, "last_seq": engine.store.last_seq},
         "peers_online": sorted(engine.pool.peers),
         "outbox": engine.store.outbox_len(),
+        "links": engine.pool.linked(),
         "bytes_received": engine.pool.bytes_received,
+        "bytes_received_from": dict(sorted(engine.pool.received_from.items())),
         "bytes_sent": server.bytes_sent,
         "bytes_reused_locally": engine.downloader.bytes_local,
         "stale": [

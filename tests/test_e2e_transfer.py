@@ -143,3 +143,17 @@ def test_on_demand_file_read_whole_becomes_complete_and_served(cluster):
     p1.stop()  # p2 announced it, so a third peer can fetch it from p2 alone
     p3 = cluster.add_peer(extra_args=["--on-demand"])
     wait_content(p3, "doc", data)
+
+
+def test_peers_keep_a_chunk_link_open_to_every_online_peer(cluster):
+    # opened when the tracker's list arrives, so a first on-demand read need not set one up
+    p1, p2, p3 = cluster.start_peers(3)
+    ids = {p.name: p.fresh_status()["peer_id"] for p in (p1, p2, p3)}
+    for p in (p1, p2, p3):
+        others = sorted(v for k, v in ids.items() if k != p.name)
+        wait_for(lambda p=p, others=others: p.fresh_status()["links"] == others,
+                 what=f"{p.name} to link to the other peers")
+        assert p.fresh_status()["bytes_received"] == 0
+    p3.stop()
+    for p in (p1, p2):
+        wait_for(lambda p=p: ids["p3"] not in p.fresh_status()["links"], what=f"{p.name} to drop p3's link")
