@@ -87,8 +87,8 @@ class Downloader:
         self.pool = pool
         self.on_complete = on_complete
         self.partials: dict[int, Partial] = {}
-        # (data_id, offset, length, why): a local chunk failed its check
-        self.on_corrupt: Callable[[int, int, int, str], None] = lambda *_: None
+        # (data_id, offset, length, digest, why): a local chunk failed its check
+        self.on_corrupt: Callable[[int, int, int, bytes, str], None] = lambda *_: None
         self._limit = trio.CapacityLimiter(16)
         self.bytes_local = 0
         self.wake = trio.Event()
@@ -320,10 +320,10 @@ class Downloader:
             except OSError as exc:
                 data = None
                 if exc.errno != errno.ENOENT:  # gone is normal (deleted meanwhile); unreadable is not
-                    self.on_corrupt(data_id, offset, n, f"unreadable: {exc}")
+                    self.on_corrupt(data_id, offset, n, want, f"unreadable: {exc}")
             else:
                 if data is None:
-                    self.on_corrupt(data_id, offset, n, "its digest does not match")
+                    self.on_corrupt(data_id, offset, n, want, "its digest does not match")
             if data is not None:
                 return data
         return None

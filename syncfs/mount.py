@@ -24,6 +24,10 @@ from .tracker_link import TrackerLink
 
 log = logging.getLogger(__name__)
 
+# The kernel reads ahead at most 128 KiB at a time on a FUSE mount (the default of its
+# backing device), one request per 128 KiB; sequential reads go twice as fast with 1 MiB.
+READ_AHEAD_KIB = 1024
+
 
 def run_mount(cfg: MountConfig, mountpoint: Path, ready_fd: int | None = None) -> int:
     setup_logging(cfg)
@@ -94,6 +98,24 @@ def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
     return 0
 
 
+async def _raise_read_ahead(mountpoint: Path) -> None:
+    """Best effort: raise the mount's read-ahead to READ_AHEAD_KIB (sysfs; needs root).
+
+    Only after the kernel's INIT exchange, which sets it to what libfuse offered: a stat of
+    the mount point (answered by this process's loop, from a worker thread) waits for that.
+    """
+    try:
+        st = await trio.to_thread.run_sync(os.stat, mountpoint)
+    except OSError:
+        return
+    knob = Path("/sys/class/bdi") / f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" / "read_ahead_kb"
+    try:
+        if int(knob.read_text()) < READ_AHEAD_KIB:
+            knob.write_text(str(READ_AHEAD_KIB))
+    except (OSError, ValueError) as exc:
+        log.info("kernel read-ahead stays at its default (%s: %s)", knob, exc)
+
+
 def _join_token(cfg: MountConfig) -> Invite:
     """The share to join: --token / --tracker TOKEN, else the local tracker's; --secret overrides."""
     text = cfg.token or cfg.tracker
@@ -131,6 +153,7 @@ async def _serve(engine: Engine, ops: Operations, server: ChunkServer, pool: Pee
         await nursery.start(ControlServer(engine.store.root, handler).run)
         register(Path(engine.mountpoint), engine.store.root)
         nursery.start_soon(_stop_on_signal)
+        nursery.start_soon(_raise_read_ahead, Path(engine.mountpoint))
         if ready_fd is not None:
             os.write(ready_fd, READY)
             os.close(ready_fd)
