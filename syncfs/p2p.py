@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 300.0
 MAX_IN_FLIGHT = 32
+ANSWERS_IN_FLIGHT = 3  # GETs of one link being answered at once
 HANDSHAKE_SLACK = 10.0
 # the whole opening (TLS and hello) of an incoming link
 HANDSHAKE_DEADLINE = 10.0
@@ -154,23 +155,44 @@ class ChunkServer:
     async def _answer(self, link: FramedStream, who: str) -> None:
         await link.send(Accept(max_frame=DEFAULT_MAX_FRAME))
         link.max_frame = DEFAULT_MAX_FRAME
-        # one request at a time per link: a peer that pipelines many GETs waits for its own
-        # answers (TCP pushes back), and every link gets its turn on the event loop
-        while True:
-            with trio.move_on_after(IDLE_TIMEOUT) as idle:
-                msg = await link.receive()
-            if idle.cancelled_caught:
-                log.info("closing idle chunk link from %s", who)
-                return
-            if not isinstance(msg, Get):
-                raise ProtocolError(f"expected get, got {msg.TYPE}")
-            data = await self.read_chunk(msg.digest)
+        # a few requests at a time per link, so that reading (and checking) the next chunk
+        # overlaps sending this one; beyond that a peer that pipelines many GETs waits for
+        # its own answers (TCP pushes back), and every link gets its turn on the event loop
+        slots = trio.Semaphore(ANSWERS_IN_FLIGHT)
+        failed: list[BaseException] = []  # what ended the link, raised after the nursery
+        async with trio.open_nursery() as nursery:
+            try:
+                while True:
+                    with trio.move_on_after(IDLE_TIMEOUT) as idle:
+                        msg = await link.receive()
+                    if idle.cancelled_caught:
+                        log.info("closing idle chunk link from %s", who)
+                        break
+                    if not isinstance(msg, Get):
+                        raise ProtocolError(f"expected get, got {msg.TYPE}")
+                    await slots.acquire()
+                    nursery.start_soon(self._answer_one, link, msg.digest, slots, failed, nursery.cancel_scope)
+            except (LinkClosed, ProtocolError, trio.TooSlowError) as exc:
+                failed.append(exc)
+            nursery.cancel_scope.cancel()
+        if failed:
+            raise failed[0]
+
+    async def _answer_one(self, link: FramedStream, want: bytes, slots: trio.Semaphore,
+                          failed: list[BaseException], link_scope: trio.CancelScope) -> None:
+        try:
+            data = await self.read_chunk(want)
             with trio.fail_after(IDLE_TIMEOUT):
                 if data is None:
-                    await link.send(Missing(msg.digest))
+                    await link.send(Missing(want))
                 else:
-                    await link.send(Data(msg.digest, data))
+                    await link.send(Data(want, data))
                     self.bytes_sent += len(data)
+        except (LinkClosed, trio.TooSlowError) as exc:
+            failed.append(exc)
+            link_scope.cancel()
+        finally:
+            slots.release()
 
 
 class _Connection:
