@@ -97,6 +97,8 @@ class Downloader:
         self._rate_free_at = 0.0
         # where presence records run off the fetching task's path (set by the engine)
         self.nursery: trio.Nursery | None = None
+        # told the digests of chunks of partial versions as they become servable
+        self.on_indexed: Callable[[list[bytes]], None] = lambda _: None
 
     def load(self) -> None:
         for data_id, raw_row, raw_present in self.store.partials():
@@ -159,9 +161,24 @@ class Downloader:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def fill_order(self, p: Partial) -> list[int]:
+        """The missing chunks of ``p`` in the order to fetch them: each peer fetching the
+        version starts at its own share of the file (its rank among the online peers that
+        are not holders), so that the pieces it gets first are ones the others get last,
+        and they can fetch those from each other (``PeerPool.fetch``) instead of all from
+        the holders."""
+        missing = p.missing()
+        fetchers = sorted(({self.pool.peer_id} | set(self.pool.peers)) - set(p.row.holders))
+        if len(fetchers) < 2 or not missing or self.pool.peer_id not in fetchers:
+            return missing
+        n = len(p.row.entry.chunks)
+        start = fetchers.index(self.pool.peer_id) * n // len(fetchers)
+        cut = bisect.bisect_left(missing, start)
+        return missing[cut:] + missing[:cut]
+
     async def fill(self, p: Partial) -> None:
         """Fetch every missing chunk of ``p`` (background work; raises ChunkUnavailable)."""
-        missing = p.missing()
+        missing = self.fill_order(p)
         limit = trio.Semaphore(CHUNKS_IN_FLIGHT_PER_FILE)
         errors: list[ChunkUnavailable] = []
 
@@ -241,6 +258,11 @@ class Downloader:
                 # durable (fdatasync) and saying so need not hold up that read
                 p.record_soon = True
                 self.nursery.start_soon(self._record_quietly, p)
+        elif self.nursery is not None and not p.record_soon:
+            # recorded (and so served to others) within SYNC_SECONDS even if no further
+            # chunk arrives, as after an on-demand read
+            p.record_soon = True
+            self.nursery.start_soon(self._record_quietly, p, p.recorded_at + SYNC_SECONDS)
 
 
     async def _throttle(self, n: int) -> None:
@@ -276,10 +298,14 @@ class Downloader:
             except BaseException:
                 p.unsynced[:0] = batch
                 raise
+            if not p.complete:
+                self.on_indexed([entry.chunks[i].digest for i in batch])
 
-    async def _record_quietly(self, p: Partial) -> None:
-        """_record in the background: a failure is logged, and the next record retries."""
+    async def _record_quietly(self, p: Partial, at: float = 0.0) -> None:
+        """_record in the background (from time ``at``): a failure is logged, and the next
+        record retries."""
         try:
+            await trio.sleep_until(at)
             await self._record(p)
         except (OSError, sqlite3.Error) as exc:
             if not p.cancelled:

@@ -76,6 +76,7 @@ def _run(cfg: MountConfig, mountpoint: Path, ready_fd: int | None) -> int:
         ops = Operations(engine)
         engine.frontend = ops
         server = ChunkServer(engine.downloader.serve_chunk, pool, listen_host, listen_port)
+        engine.downloader.on_indexed = server.announce
         options = set(pyfuse3.default_options)
         # the kernel checks permissions (default_permissions); only the mounting user may
         # enter unless --allow-other

@@ -24,7 +24,7 @@ from .identity import Identity
 from .limits import HandshakeSlots
 from .protocol.errors import ProtocolError
 from .protocol.framing import DEFAULT_MAX_FRAME
-from .protocol.messages import Accept, Data, Get, Missing, PeerInfo, Reject
+from .protocol.messages import Accept, Data, Get, HasChunks, Missing, PeerInfo, Reject
 from .wire import FramedStream, LinkClosed, remote_ip
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ BAD_PEER_QUARANTINE = 300.0
 # a peer that just joined may reach a holder before the holder heard of it from the tracker
 CONNECT_RETRIES = 4
 CONNECT_RETRY_DELAY = 0.25
+# digests a peer may announce to us (HasChunks) before we forget the oldest ones
+MAX_KNOWN_PER_PEER = 200_000
+ANNOUNCE_TIMEOUT = 5.0
 # a warm link that the holder closed after at least this long (its idle timeout) is opened
 # again, so that the next on-demand read does not pay for TCP, TLS and hello
 WARM_REOPEN_AFTER = 60.0
@@ -96,6 +99,8 @@ class ChunkServer:
         self.bytes_sent = 0
         self._handshakes = HandshakeSlots(MAX_PENDING, MAX_PENDING_PER_IP)
         self._links: dict[str, set[trio.CancelScope]] = {}
+        self._answering: set[FramedStream] = set()  # links past the handshake
+        self._nursery: trio.Nursery | None = None
         pool.on_peers_changed.append(self._peers_changed)
 
     def _peers_changed(self) -> None:
@@ -110,8 +115,27 @@ class ChunkServer:
         self.port = listeners[0].socket.getsockname()[1]
         log.info("serving chunks on %s:%d", self.host or "*", self.port)
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             task_status.started(self.port)
             await trio.serve_listeners(self._serve, listeners, handler_nursery=nursery)
+
+    def announce(self, digests: list[bytes]) -> None:
+        """Tell every peer linked to us that we now serve ``digests`` (pieces of versions we
+        are still fetching: peers fetching the same version may take them from us)."""
+        if not digests or self._nursery is None:
+            return
+        msg = HasChunks(tuple(digests))
+        for link in list(self._answering):
+            self._nursery.start_soon(self._send_quietly, link, msg)
+
+    @staticmethod
+    async def _send_quietly(link: FramedStream, msg: HasChunks) -> None:
+        # a hint: a link too slow to take it now goes without (its own answers end it)
+        with trio.move_on_after(ANNOUNCE_TIMEOUT):
+            try:
+                await link.send(msg)
+            except LinkClosed:
+                pass
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         remote = remote_ip(stream)
@@ -140,12 +164,14 @@ class ChunkServer:
                 return
             self._links.setdefault(client_id, set()).add(scope)
             with scope:
+                self._answering.add(link)
                 await self._answer(link, who)
         except (HandshakeFailed, ProtocolError) as exc:
             log.warning("chunk link from %s closed: %s", who, exc)
         except (LinkClosed, trio.TooSlowError):
             pass
         finally:
+            self._answering.discard(link)
             for pid, scopes in list(self._links.items()):
                 scopes.discard(scope)
                 if not scopes:
@@ -243,6 +269,8 @@ class PeerPool:
         self._rr = itertools.count()
         self.bytes_received = 0
         self.received_from: dict[str, int] = {}  # peer id -> chunk bytes it sent us
+        # peer id -> digests it announced (HasChunks): pieces of versions it is fetching
+        self.known: dict[str, set[bytes]] = {}
 
     def linked(self) -> list[str]:
         """The peers with an open chunk link from this one."""
@@ -354,6 +382,12 @@ class PeerPool:
             conn.ready.set()
             while True:
                 msg = await link.receive()
+                if isinstance(msg, HasChunks):
+                    known = self.known.setdefault(info.peer_id, set())
+                    if len(known) + len(msg.digests) > MAX_KNOWN_PER_PEER:
+                        known.clear()
+                    known.update(msg.digests)
+                    continue
                 if not isinstance(msg, Data | Missing):
                     raise ProtocolError(f"expected data, got {msg.TYPE}")
                 chans = conn.waiters.get(msg.digest)
@@ -369,6 +403,7 @@ class PeerPool:
             conn.fail(str(exc) or type(exc).__name__)
             if self._conns.get(info.peer_id) is conn:
                 del self._conns[info.peer_id]
+                self.known.pop(info.peer_id, None)  # announced over this link
                 if (isinstance(exc, LinkClosed) and opened_at is not None
                         and trio.current_time() - opened_at >= WARM_REOPEN_AFTER):
                     self._warm_up()  # the holder closed an idle link: have one ready again
@@ -405,18 +440,35 @@ class PeerPool:
         return msg.data
 
     async def fetch(self, want: bytes, length: int, holders: Sequence[str], avoid: set[str] | None = None) -> bytes:
-        """Fetch one chunk from one of ``holders`` (online ones, spread round-robin), verified."""
+        """Fetch one chunk, verified: from a peer that announced it (another peer fetching
+        the same version: this spares the holders), else from one of ``holders`` (online
+        ones, spread round-robin).
+
+        ``ChunkUnavailable.lost`` counts only the holders' answers: a peer that is not a
+        holder and answers MISSING proves nothing about the version.
+        """
         others = [h for h in holders if h != self.peer_id]
         now = trio.current_time()
-        candidates = [h for h in self.online(others)
-                      if (not avoid or h not in avoid) and self._bad.get(h, 0) <= now]
-        if not candidates:
+
+        def usable(pid: str) -> bool:
+            return pid in self.peers and (not avoid or pid not in avoid) and self._bad.get(pid, 0) <= now
+
+        candidates = [h for h in others if usable(h)]
+        helpers = [p for p, known in self.known.items()
+                   if want in known and p not in others and p != self.peer_id and usable(p)]
+        if not candidates and not helpers:
             # only this peer is listed (and lacks it): nobody else can have it
             raise ChunkUnavailable(want, "no online peer holds it", lost=bool(holders) and not others)
-        start = next(self._rr) % len(candidates)
+        turn = next(self._rr)
+        if helpers:
+            start = turn % len(helpers)
+            helpers = helpers[start:] + helpers[:start]
+        if candidates:
+            start = turn % len(candidates)
+            candidates = candidates[start:] + candidates[:start]
         errors = []
         missing = 0
-        for pid in candidates[start:] + candidates[:start]:
+        for pid in helpers + candidates:
             if pid not in self.peers:
                 errors.append(f"{pid}: went offline")  # left while we asked another
                 continue
@@ -433,8 +485,10 @@ class PeerPool:
                 continue
             if data is not None:
                 return data
-            missing += 1
+            if pid in others:
+                missing += 1
+            else:
+                self.known.get(pid, set()).discard(want)  # it dropped that version
             errors.append(f"{pid}: missing")
-        lost = missing == len(candidates) == len(others)
+        lost = bool(candidates) and missing == len(candidates) == len(others)
         raise ChunkUnavailable(want, "; ".join(errors), lost=lost)
-
