@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SYNC_EVERY = 16  # chunks written between fdatasync + presence records …
 SYNC_SECONDS = 0.5  # … or seconds, whichever comes first
+MAX_UNSYNCED = 4 * SYNC_EVERY  # fetched but not yet recorded: beyond this, fetching waits
 CHUNKS_IN_FLIGHT_PER_FILE = 8
 READ_AHEAD = 2
 RETRY_INITIAL = 0.5
@@ -251,8 +252,8 @@ class Downloader:
         if p.complete:
             await self.settle(p)  # whoever fetched the last chunk (fill, read, read-ahead)
         elif len(p.unsynced) >= SYNC_EVERY or trio.current_time() - p.recorded_at > SYNC_SECONDS:
-            if self.nursery is None:
-                await self._record(p)
+            if self.nursery is None or len(p.unsynced) >= MAX_UNSYNCED:
+                await self._record(p)  # back-pressure: a crash loses a bounded amount
             elif not p.record_soon:
                 # the bytes are in the data file, so a read can use them now; making them
                 # durable (fdatasync) and saying so need not hold up that read
@@ -310,6 +311,16 @@ class Downloader:
         except (OSError, sqlite3.Error) as exc:
             if not p.cancelled:
                 log.warning("could not record the fetched chunks of %s yet: %s", p.path, exc)
+
+    async def flush(self) -> None:
+        """Record every fetched chunk not yet recorded (before an unmount, so that a restart
+        fetches none of them again)."""
+        for p in list(self.partials.values()):
+            if p.unsynced and not p.cancelled:
+                try:
+                    await self._record(p)
+                except (OSError, sqlite3.Error) as exc:
+                    log.warning("could not record the fetched chunks of %s: %s", p.path, exc)
 
     async def settle(self, p: Partial) -> None:
         await self._record(p)

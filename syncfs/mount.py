@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # The kernel reads ahead at most 128 KiB at a time on a FUSE mount (the default of its
 # backing device), one request per 128 KiB; sequential reads go twice as fast with 1 MiB.
 READ_AHEAD_KIB = 1024
+FLUSH_TIMEOUT = 10.0
 
 
 def run_mount(cfg: MountConfig, mountpoint: Path, ready_fd: int | None = None) -> int:
@@ -159,6 +160,8 @@ async def _serve(engine: Engine, ops: Operations, server: ChunkServer, pool: Pee
             os.write(ready_fd, READY)
             os.close(ready_fd)
         await pyfuse3.main()
+        with trio.move_on_after(FLUSH_TIMEOUT):
+            await engine.downloader.flush()  # what a download fetched stays fetched
         nursery.cancel_scope.cancel()
 
 
