@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # The kernel reads ahead at most 128 KiB at a time on a FUSE mount (the default of its
 # backing device), one request per 128 KiB; sequential reads go twice as fast with 1 MiB.
 READ_AHEAD_KIB = 1024
-FLUSH_TIMEOUT = 10.0
+FLUSH_TIMEOUT = 3.0  # well within what a stopping service manager waits
 
 
 def run_mount(cfg: MountConfig, mountpoint: Path, ready_fd: int | None = None) -> int:
@@ -107,7 +107,7 @@ async def _raise_read_ahead(mountpoint: Path) -> None:
     the mount point (answered by this process's loop, from a worker thread) waits for that.
     """
     try:
-        st = await trio.to_thread.run_sync(os.stat, mountpoint)
+        st = await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
     except OSError:
         return
     knob = Path("/sys/class/bdi") / f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" / "read_ahead_kb"
