@@ -605,6 +605,47 @@ class Bench:
                          f"TCP copies {', '.join(secs(t) for t in runs)}")
         self.finish_cluster(c)
 
+    # 3 alone, repeated: each run measures the disk right before the mount
+
+    def rw_repeated(self) -> None:
+        """Items 3a/3b only, ``runs`` times, each run pairing a disk write+cold read with a
+        mount write+cold read of the same blocks (the disk's speed on this VM swings 2-4x
+        between minutes, so only paired ratios mean something); medians of the ratios."""
+        size = 256 * MiB if self.quick else GiB
+        label = mib(size).replace(".0", "")
+        rng = random.Random(3)
+        blocks = [rng.randbytes(BLOCK) for _ in range(size // BLOCK)]
+        c = self.cluster("rw")
+        p1 = c.add_peer()
+        writes, reads, dropped = [], [], True
+        for run in range(self.runs):
+            disk = self.top / "disk.bin"
+            t_dw = write_file(disk, blocks, fsync=True)
+            dropped = drop_caches() and dropped
+            t_dr = read_file(disk)[1]
+            disk.unlink()
+            name = f"rw-{run}.bin"
+            t_mw = write_file(p1.path(name), blocks, fsync=True)
+            wait_status(p1, lambda s: not s["outbox"], "outbox empty", timeout=120)  # committed
+            dropped = drop_caches() and dropped
+            n, t_mr = read_file(p1.path(name))
+            assert n == size
+            os.unlink(p1.path(name))
+            writes.append((t_dw / t_mw, size / t_dw, size / t_mw))
+            reads.append((t_dr / t_mr, size / t_dr, size / t_mr))
+        for item, what, runs, target in (("3a", "sequential write", writes, 0.9), ("3b", "cold sequential read", reads, 0.6)):
+            ratio = statistics.median(r[0] for r in runs)
+            self.report.add(Row(item, f"{what} of {label} (1 MiB blocks{', fsync+close' if item == '3a' else ''}), "
+                                f"paired with the disk, median ratio of {self.runs}",
+                                f"{statistics.median(r[2] for r in runs) / MiB:.0f} MiB/s",
+                                f"{statistics.median(r[1] for r in runs) / MiB:.0f} MiB/s (disk)", f"{ratio:.2f}",
+                                f"≥ {target}", ratio >= target))
+            self.report.note(f"{item}: runs (ratio, disk MiB/s, mount MiB/s): "
+                             + "; ".join(f"{r[0]:.2f}, {r[1] / MiB:.0f}, {r[2] / MiB:.0f}" for r in runs))
+        if not dropped:
+            self.report.note("3: could not write /proc/sys/vm/drop_caches (not root?): the reads were not cold")
+        self.finish_cluster(c)
+
     @staticmethod
     def tail_file(size: int, seed: int) -> list[bytes]:
         """Blocks of a random file whose last chunk is 0.5–1 MiB (so that runs compare alike
@@ -744,12 +785,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     parser.add_argument("--only", default="sync,io,rss,delta",
                         help="comma-separated sections to run: sync (items 1, 2), io (3, 6), rss (4), "
-                             "delta (5), tail (6b alone, --runs times); default: sync,io,rss,delta")
-    parser.add_argument("--runs", type=int, default=5, help="runs of the tail section (default 5)")
+                             "delta (5), tail (6b alone, --runs times), rw (3a/3b alone, --runs paired "
+                             "runs); default: sync,io,rss,delta")
+    parser.add_argument("--runs", type=int, default=5, help="runs of the tail and rw sections (default 5)")
     parser.add_argument("--tail-mib", type=int, default=64, help="file size of the tail section (default 64)")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
-    unknown = only - {"sync", "io", "rss", "delta", "tail"}
+    unknown = only - {"sync", "io", "rss", "delta", "tail", "rw"}
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
 
@@ -776,7 +818,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only != parser.get_default("only"):
         command += f" --only {args.only}"
         if "tail" in only:
-            command += f" --runs {args.runs} --tail-mib {args.tail_mib}"
+            command += f" --tail-mib {args.tail_mib}"
+        if only & {"tail", "rw"}:
+            command += f" --runs {args.runs}"
     report.others_at_start = others_running()
     print(f"{command}: {machine()}; temp dir {top}; load {load()}", flush=True)
     if report.others_at_start:
@@ -796,6 +840,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "tail" in only:
             bench.run("on-demand tail read, repeated", [("6b", "on-demand 4 KiB tail read: time", "≤ 3")],
                       bench.tail_reads)
+        if "rw" in only:
+            bench.run("sequential I/O, paired runs", [("3a", "sequential write", "≥ 0.9"),
+                                                      ("3b", "cold sequential read", "≥ 0.6")], bench.rw_repeated)
         if "rss" in only:
             bench.run("receiver peak RSS", [("4", "receiver peak RSS", "< 200 MiB")], bench.receiver_rss)
         if "delta" in only:

@@ -42,7 +42,6 @@ XATTR_HOLDERS = XATTR_PREFIX + "holders"
 LOST_CONFIRM = 10.0  # seconds a version must stay unfetchable from every holder before it is dropped
 RETRY_MAX = 10.0
 DEFAULT_FETCH_TIMEOUT = 30.0
-THREAD_IO = 64 * 1024  # reads and writes from this size on run in a worker thread
 
 
 class Frontend(Protocol):
@@ -818,20 +817,16 @@ class Engine:
                 raise FsError(errno.EIO, exc.why) from None
             if needed and self._nursery is not None:
                 self.downloader.read_ahead(self._nursery, partial, needed[-1])
-        if size >= THREAD_IO:
-            # may wait for the disk: let other requests (the kernel's next read-ahead) run
-            return await trio.to_thread.run_sync(os.pread, handle.fd, size, offset)
+        # in the loop, not a worker thread: for the kernel's 1 MiB read-ahead requests the
+        # hand-off cost more than it saved (bench/RESULTS.md, paired runs)
         return os.pread(handle.fd, size, offset)
 
-    async def write(self, handle: "Handle", offset: int, data: bytes) -> int:
+    def write(self, handle: "Handle", offset: int, data: bytes) -> int:
         """Write ``data`` through ``handle`` (refused with ENOSPC when the store is full)."""
         self.will_write(handle, offset, len(data))
-        if len(data) >= THREAD_IO:
-            # the kernel sends large writes (writeback cache): copy them in a worker while
-            # the loop takes the next request
-            n = await trio.to_thread.run_sync(os.pwrite, handle.fd, data, offset)
-        else:
-            n = os.pwrite(handle.fd, data, offset)
+        # a page-cache copy, in the loop: for the kernel's 1 MiB writeback requests a worker
+        # thread's hand-off cost more than it saved (bench/RESULTS.md, paired runs)
+        n = os.pwrite(handle.fd, data, offset)
         self.wrote(handle, offset, n)
         return n
 

@@ -236,7 +236,7 @@ class Operations(pyfuse3.Operations):
 
     @translated
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        return await self.engine.write(self.engine.handle(fh), off, buf)
+        return self.engine.write(self.engine.handle(fh), off, buf)
 
     async def flush(self, fh: int) -> None:
         return None
