@@ -3,6 +3,7 @@ of client connections that fetch chunks by digest, verified, from the peers hold
 
 import itertools
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 300.0
 MAX_IN_FLIGHT = 32
+SOCKET_BUFFER = 4 * 1024 * 1024
 ANSWERS_IN_FLIGHT = 3  # GETs of one link being answered at once
 HANDSHAKE_SLACK = 10.0
 # the whole opening (TLS and hello) of an incoming link
@@ -53,6 +55,17 @@ ANNOUNCE_TIMEOUT = 5.0
 # a warm link that the holder closed after at least this long (its idle timeout) is opened
 # again, so that the next on-demand read does not pay for TCP, TLS and hello
 WARM_REOPEN_AFTER = 60.0
+
+
+def _big_buffers(stream: trio.SocketStream) -> None:
+    """Socket buffers that hold a whole chunk: a chunk then leaves in one send and arrives
+    in few reads, instead of trickling through buffers that autotuning grows only while a
+    transfer runs (and that start small again on a link that sat idle)."""
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            stream.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:
+            pass
 
 
 class ChunkUnavailable(Exception):
@@ -139,6 +152,7 @@ class ChunkServer:
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         remote = remote_ip(stream)
+        _big_buffers(stream)
         if sum(len(v) for v in self._links.values()) >= MAX_LINKS:
             log.info("refused a chunk link from %s: too many connections", remote)
             await trio.aclose_forcefully(stream)
@@ -352,6 +366,7 @@ class PeerPool:
         for attempt in range(CONNECT_RETRIES):
             with trio.fail_after(CONNECT_TIMEOUT):
                 stream = await trio.open_tcp_stream(info.addr, info.port, local_address=self.local_host)
+            _big_buffers(stream)
             link = FramedStream(stream)
             try:
                 with trio.fail_after(HANDSHAKE_DEADLINE):
