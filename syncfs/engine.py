@@ -468,7 +468,7 @@ class Engine:
             self._remove(node)
             self._commit_delete(node.path, node.kind, node.version)
 
-    def _remove(self, node: Node) -> None:
+    def _orphan(self, node: Node) -> None:
         # the kernel may still name this inode (cached entries, open files): keep it
         # answerable until it forgets it (bounded: the kernel never forgets inodes it
         # never looked up)
@@ -476,6 +476,9 @@ class Engine:
         if len(self.orphans) > MAX_ORPHANS:
             for ino in [i for i in self.orphans if i not in self.open_count][: len(self.orphans) - MAX_ORPHANS]:
                 del self.orphans[ino]
+
+    def _remove(self, node: Node) -> None:
+        self._orphan(node)
         self.store.delete_node(node.ino)
         if node.data_id is not None:
             self.downloader.drop(node.data_id)
@@ -768,7 +771,7 @@ class Engine:
         file: the kernel forgets what it cached of the old inode (programs holding that
         open keep reading the same bytes through it)."""
         assert node.kind is Kind.FILE and node.data_id is not None
-        self.orphans[node.ino] = node
+        self._orphan(node)
         self.store.delete_node(node.ino)
         parent = self.store.get(node.parent)
         new = self.store.insert_node(
