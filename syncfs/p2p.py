@@ -55,6 +55,7 @@ ANNOUNCE_TIMEOUT = 5.0
 # a warm link that the holder closed after at least this long (its idle timeout) is opened
 # again, so that the next on-demand read does not pay for TCP, TLS and hello
 WARM_REOPEN_AFTER = 60.0
+MAX_WARM_LINKS = 64  # every peer serves at most MAX_LINKS links in all
 
 
 def _big_buffers(stream: trio.SocketStream) -> None:
@@ -335,6 +336,8 @@ class PeerPool:
         if not self.warm or self._nursery is None:
             return
         for pid in self.peers:
+            if len(self._conns) >= MAX_WARM_LINKS:
+                break  # a big share: the rest are linked on first use, as before
             if pid not in self._conns and self._bad.get(pid, 0) <= trio.current_time():
                 self._connection(pid)
 
