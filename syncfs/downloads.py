@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
 
 import msgpack
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SYNC_EVERY = 16  # chunks written between fdatasync + presence records …
 SYNC_SECONDS = 0.5  # … or seconds, whichever comes first
+MAX_UNSYNCED = 4 * SYNC_EVERY  # fetched but not yet recorded: beyond this, fetching waits
 CHUNKS_IN_FLIGHT_PER_FILE = 8
 READ_AHEAD = 2
 RETRY_INITIAL = 0.5
@@ -47,6 +49,7 @@ class Partial:
     retry_at: float = 0.0
     recorded_at: float = 0.0
     lost_since: float | None = None
+    record_soon: bool = False  # a background _record is scheduled
     attempted: bool = False  # had a first fill (local chunks copied)
     must_fill: bool = False  # fill even in --on-demand mode (renamed or changed here)
     repair: bool = False  # a complete local copy found corrupt: refetch, never drop
@@ -85,14 +88,18 @@ class Downloader:
         self.pool = pool
         self.on_complete = on_complete
         self.partials: dict[int, Partial] = {}
-        # (data_id, offset, length, why): a local chunk failed its check
-        self.on_corrupt: Callable[[int, int, int, str], None] = lambda *_: None
+        # (data_id, offset, length, digest, why): a local chunk failed its check
+        self.on_corrupt: Callable[[int, int, int, bytes, str], None] = lambda *_: None
         self._limit = trio.CapacityLimiter(16)
         self.bytes_local = 0
         self.wake = trio.Event()
         self.paused = False  # background filling stops between chunks
         self.max_rate = 0.0  # bytes per second from the network; 0: no limit
         self._rate_free_at = 0.0
+        # where presence records run off the fetching task's path (set by the engine)
+        self.nursery: trio.Nursery | None = None
+        # told the digests of chunks of partial versions as they become servable
+        self.on_indexed: Callable[[list[bytes]], None] = lambda _: None
 
     def load(self) -> None:
         for data_id, raw_row, raw_present in self.store.partials():
@@ -155,9 +162,24 @@ class Downloader:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def fill_order(self, p: Partial) -> list[int]:
+        """The missing chunks of ``p`` in the order to fetch them: each peer fetching the
+        version starts at its own share of the file (its rank among the online peers that
+        are not holders), so that the pieces it gets first are ones the others get last,
+        and they can fetch those from each other (``PeerPool.fetch``) instead of all from
+        the holders."""
+        missing = p.missing()
+        fetchers = sorted(({self.pool.peer_id} | set(self.pool.peers)) - set(p.row.holders))
+        if len(fetchers) < 2 or not missing or self.pool.peer_id not in fetchers:
+            return missing
+        n = len(p.row.entry.chunks)
+        start = fetchers.index(self.pool.peer_id) * n // len(fetchers)
+        cut = bisect.bisect_left(missing, start)
+        return missing[cut:] + missing[:cut]
+
     async def fill(self, p: Partial) -> None:
         """Fetch every missing chunk of ``p`` (background work; raises ChunkUnavailable)."""
-        missing = p.missing()
+        missing = self.fill_order(p)
         limit = trio.Semaphore(CHUNKS_IN_FLIGHT_PER_FILE)
         errors: list[ChunkUnavailable] = []
 
@@ -230,7 +252,19 @@ class Downloader:
         if p.complete:
             await self.settle(p)  # whoever fetched the last chunk (fill, read, read-ahead)
         elif len(p.unsynced) >= SYNC_EVERY or trio.current_time() - p.recorded_at > SYNC_SECONDS:
-            await self._record(p)
+            if self.nursery is None or len(p.unsynced) >= MAX_UNSYNCED:
+                await self._record(p)  # back-pressure: a crash loses a bounded amount
+            elif not p.record_soon:
+                # the bytes are in the data file, so a read can use them now; making them
+                # durable (fdatasync) and saying so need not hold up that read
+                p.record_soon = True
+                self.nursery.start_soon(self._record_quietly, p)
+        elif self.nursery is not None and not p.record_soon:
+            # recorded (and so served to others) within SYNC_SECONDS even if no further
+            # chunk arrives, as after an on-demand read
+            p.record_soon = True
+            self.nursery.start_soon(self._record_quietly, p, p.recorded_at + SYNC_SECONDS)
+
 
     async def _throttle(self, n: int) -> None:
         """Hold the caller so that network bytes average at most ``max_rate`` per second."""
@@ -243,21 +277,50 @@ class Downloader:
     async def _record(self, p: Partial) -> None:
         """Make written chunks durable, then say so: the order that makes resume safe.
 
-        Serialized per partial, so that settling waits for a record still in flight.
+        Serialized per partial, so that settling waits for a record still in flight. A
+        batch that could not be recorded stays unsynced for the next record.
         """
         async with p.record_lock:
+            p.record_soon = False
             batch, p.unsynced = p.unsynced, []
             p.recorded_at = trio.current_time()
             if not batch or p.cancelled:
                 return
-            await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))
-            if p.cancelled:
-                return
-            entry = p.row.entry
-            with self.store.transaction():
-                if p.data_id in self.partials:
-                    self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(sorted(p.present)))
-                self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
+            try:
+                await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))
+                if p.cancelled:
+                    return
+                entry = p.row.entry
+                present = sorted(i for i in p.present if i not in p.unsynced)  # not those written meanwhile
+                with self.store.transaction():
+                    if p.data_id in self.partials:
+                        self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(present))
+                    self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
+            except BaseException:
+                p.unsynced[:0] = batch
+                raise
+            if not p.complete:
+                self.on_indexed([entry.chunks[i].digest for i in batch])
+
+    async def _record_quietly(self, p: Partial, at: float = 0.0) -> None:
+        """_record in the background (from time ``at``): a failure is logged, and the next
+        record retries."""
+        try:
+            await trio.sleep_until(at)
+            await self._record(p)
+        except (OSError, sqlite3.Error) as exc:
+            if not p.cancelled:
+                log.warning("could not record the fetched chunks of %s yet: %s", p.path, exc)
+
+    async def flush(self) -> None:
+        """Record every fetched chunk not yet recorded (before an unmount, so that a restart
+        fetches none of them again)."""
+        for p in list(self.partials.values()):
+            if p.unsynced and not p.cancelled:
+                try:
+                    await self._record(p)
+                except (OSError, sqlite3.Error) as exc:
+                    log.warning("could not record the fetched chunks of %s: %s", p.path, exc)
 
     async def settle(self, p: Partial) -> None:
         await self._record(p)
@@ -294,10 +357,10 @@ class Downloader:
             except OSError as exc:
                 data = None
                 if exc.errno != errno.ENOENT:  # gone is normal (deleted meanwhile); unreadable is not
-                    self.on_corrupt(data_id, offset, n, f"unreadable: {exc}")
+                    self.on_corrupt(data_id, offset, n, want, f"unreadable: {exc}")
             else:
                 if data is None:
-                    self.on_corrupt(data_id, offset, n, "its digest does not match")
+                    self.on_corrupt(data_id, offset, n, want, "its digest does not match")
             if data is not None:
                 return data
         return None

@@ -103,6 +103,9 @@ class Engine:
         self.on_demand = on_demand
         self.fetch_timeout = fetch_timeout
         self.frontend: Frontend = _NoFrontend()
+        # the front end's kernel keeps the mtime of files being written (FUSE writeback
+        # cache) and sends it by setattr: writes and truncates must not invent one
+        self.kernel_mtime = False
         self.downloader = Downloader(store, pool, self._on_complete)
         self.downloader.on_corrupt = self._local_chunk_corrupt
         self.handles: dict[int, Handle] = {}
@@ -139,6 +142,7 @@ class Engine:
             self._commit_queue[ino] = None  # written before a crash, never committed
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self.downloader.nursery = nursery
             nursery.start_soon(self._commit_worker)
             nursery.start_soon(self._filler, nursery)
             await nursery.start(self.pinning.run)
@@ -331,7 +335,8 @@ class Engine:
                     self.store.unindex(node.data_id)
                     self.store.mark_dirty(handle.ino)
         live.size = max(live.size, offset + length)
-        live.mtime_ns = time.time_ns()
+        if not self.kernel_mtime:
+            live.mtime_ns = time.time_ns()
 
     def release(self, fh: int) -> None:
         handle = self.handles.pop(fh, None)
@@ -469,7 +474,7 @@ class Engine:
             fields["size"] = size
             if live is not None:
                 live.size = size
-            if mtime_ns is None:
+            if mtime_ns is None and not self.kernel_mtime:
                 mtime_ns = time.time_ns()
         if mtime_ns is not None:
             fields["mtime_ns"] = mtime_ns
@@ -583,7 +588,7 @@ class Engine:
             self._commit_delete(node.path, node.kind, node.version)
             self.pinning.forget(node.path)
 
-    def _remove(self, node: Node) -> None:
+    def _orphan(self, node: Node) -> None:
         # the kernel may still name this inode (cached entries, open files): keep it
         # answerable until it forgets it (bounded: the kernel never forgets inodes it
         # never looked up)
@@ -592,6 +597,9 @@ class Engine:
             for ino in [i for i in self.orphans if i not in self.open_count][: len(self.orphans) - MAX_ORPHANS]:
                 del self.orphans[ino]
                 self.gone_remotely.discard(ino)
+
+    def _remove(self, node: Node) -> None:
+        self._orphan(node)
         self.store.delete_node(node.ino)
         self._retire_data(node.data_id)
         if node.path == IGNORE_FILE:
@@ -858,11 +866,16 @@ class Engine:
         e = row.entry
         if node is not None and node.kind is Kind.FILE and node.chunks == e.chunks:
             # same bytes (chmod, touch, setfattr, or a merge of versions): attributes only
-            self.store.update_node(node.ino, mode=e.mode, mtime_ns=e.mtime_ns, version=e.version, xattrs=e.xattrs)
             partial = self.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
             if partial is not None:
                 partial.row = row
-            self.frontend.invalidate_inode(node.ino)
+            if node.mtime_ns != e.mtime_ns:
+                # with the writeback cache the kernel keeps its own mtime of a file it
+                # knows and ignores ours: a new mtime needs a new inode (same data file)
+                self._renumber(node, mode=e.mode, mtime_ns=e.mtime_ns, version=e.version, xattrs=e.xattrs)
+            else:
+                self.store.update_node(node.ino, mode=e.mode, version=e.version, xattrs=e.xattrs)
+                self.frontend.invalidate_inode(node.ino)
             self.store.clear_tombstone(e.path)
             return
         # A new version is a new inode, as after a rename over the file: programs that hold
@@ -884,6 +897,23 @@ class Engine:
             self._announce(row)
             if e.path == IGNORE_FILE:
                 self._reload_ignore()
+
+    def _renumber(self, node: Node, **fields: object) -> Node:
+        """Give the file ``node`` a new inode number with ``fields`` changed, keeping its data
+        file: the kernel forgets what it cached of the old inode (programs holding that
+        open keep reading the same bytes through it)."""
+        assert node.kind is Kind.FILE and node.data_id is not None
+        self._orphan(node)
+        self.store.delete_node(node.ino)
+        parent = self.store.get(node.parent)
+        new = self.store.insert_node(
+            parent, node.name, Kind.FILE, fields.get("mode", node.mode),  # type: ignore[arg-type]
+            mtime_ns=fields.get("mtime_ns", node.mtime_ns),  # type: ignore[arg-type]
+            version=fields.get("version", node.version), data_id=node.data_id,  # type: ignore[arg-type]
+            size=node.size, chunks=node.chunks, xattrs=fields.get("xattrs", node.xattrs),  # type: ignore[arg-type]
+        )
+        self._notify_name(node)
+        return new
 
     def _announce(self, row: TableRow) -> None:
         self._have(row.entry.path, row.entry.version)
@@ -927,7 +957,18 @@ class Engine:
                 raise FsError(errno.EIO, exc.why) from None
             if needed and self._nursery is not None:
                 self.downloader.read_ahead(self._nursery, partial, needed[-1])
+        # in the loop, not a worker thread: for the kernel's 1 MiB read-ahead requests the
+        # hand-off cost more than it saved (bench/RESULTS.md, paired runs)
         return os.pread(handle.fd, size, offset)
+
+    def write(self, handle: "Handle", offset: int, data: bytes) -> int:
+        """Write ``data`` through ``handle`` (refused with ENOSPC when the store is full)."""
+        self.will_write(handle, offset, len(data))
+        # a page-cache copy, in the loop: for the kernel's 1 MiB writeback requests a worker
+        # thread's hand-off cost more than it saved (bench/RESULTS.md, paired runs)
+        n = os.pwrite(handle.fd, data, offset)
+        self.wrote(handle, offset, n)
+        return n
 
     async def _complete_for_write(self, node: Node) -> None:
         partial = self.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
@@ -944,17 +985,23 @@ class Engine:
         self.errors.append((time.time(), message))
         del self.errors[:-20]
 
-    def _local_chunk_corrupt(self, data_id: int, offset: int, length: int, why: str) -> None:
+    def _local_chunk_corrupt(self, data_id: int, offset: int, length: int, want: bytes, why: str) -> None:
         """A chunk of a local data file failed its check: stop offering it, and if it belongs
-        to a complete file, fetch that chunk again from the other peers."""
+        to a complete file, fetch that chunk again from the other peers.
+
+        The check read the index before it read the file: if a commit re-indexed the file
+        meanwhile (a new version, other chunks at that offset), the entry is gone and the
+        mismatch says nothing about the new content, which must stay offered."""
         with self.store.transaction():
-            self.store.unindex_at(data_id, offset)
+            if not self.store.unindex_at(data_id, offset, want):
+                return
             node = self.store.node_with_data(data_id)
             if node is None or node.kind is not Kind.FILE or data_id in self.downloader.partials \
                     or self._busy(node.ino):
                 return
             offsets = chunking.offsets(node.chunks)
-            bad = [i for i, o in enumerate(offsets) if o == offset and node.chunks[i].length == length]
+            bad = [i for i, o in enumerate(offsets)
+                   if o == offset and node.chunks[i].length == length and node.chunks[i].digest == want]
             if not bad:
                 return
             self.note_error(f"local copy of {node.path} is damaged at byte {offset} ({why}); fetching it again")

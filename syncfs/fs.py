@@ -63,12 +63,17 @@ def _name(raw: bytes) -> str:
 
 class Operations(pyfuse3.Operations):
     supports_dot_lookup = False
-    enable_writeback_cache = False
+    # The kernel keeps writes in its page cache and sends them in large batches; it then
+    # owns size and mtime of a file it knows (and ignores ours). Remote versions and
+    # remote mtime changes therefore get new inodes (engine), and the kernel tells us its
+    # mtime by setattr before it flushes a written file.
+    enable_writeback_cache = True
     enable_acl = False
 
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self.engine = engine
+        engine.kernel_mtime = self.enable_writeback_cache
         self.uid = os.getuid()
         self.gid = os.getgid()
         self._invalidations: trio.MemorySendChannel | None = None
@@ -234,11 +239,7 @@ class Operations(pyfuse3.Operations):
 
     @translated
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        handle = self.engine.handle(fh)
-        self.engine.will_write(handle, off, len(buf))
-        n = os.pwrite(handle.fd, buf, off)
-        self.engine.wrote(handle, off, n)
-        return n
+        return self.engine.write(self.engine.handle(fh), off, buf)
 
     async def flush(self, fh: int) -> None:
         return None

@@ -3,6 +3,7 @@ of client connections that fetch chunks by digest, verified, from the peers hold
 
 import itertools
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 
@@ -24,7 +25,7 @@ from .identity import Identity
 from .limits import HandshakeSlots
 from .protocol.errors import ProtocolError
 from .protocol.framing import DEFAULT_MAX_FRAME
-from .protocol.messages import Accept, Data, Get, Missing, PeerInfo, Reject
+from .protocol.messages import Accept, Data, Get, HasChunks, Missing, PeerInfo, Reject
 from .wire import FramedStream, LinkClosed, remote_ip
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 300.0
 MAX_IN_FLIGHT = 32
+SOCKET_BUFFER = 4 * 1024 * 1024
+ANSWERS_IN_FLIGHT = 3  # GETs of one link being answered at once
 HANDSHAKE_SLACK = 10.0
 # the whole opening (TLS and hello) of an incoming link
 HANDSHAKE_DEADLINE = 10.0
@@ -46,6 +49,24 @@ BAD_PEER_QUARANTINE = 300.0
 # a peer that just joined may reach a holder before the holder heard of it from the tracker
 CONNECT_RETRIES = 4
 CONNECT_RETRY_DELAY = 0.25
+# digests a peer may announce to us (HasChunks) before we forget the oldest ones
+MAX_KNOWN_PER_PEER = 200_000
+ANNOUNCE_TIMEOUT = 5.0
+# a warm link that the holder closed after at least this long (its idle timeout) is opened
+# again, so that the next on-demand read does not pay for TCP, TLS and hello
+WARM_REOPEN_AFTER = 60.0
+MAX_WARM_LINKS = 64  # every peer serves at most MAX_LINKS links in all
+
+
+def _big_buffers(stream: trio.SocketStream) -> None:
+    """Socket buffers that hold a whole chunk: a chunk then leaves in one send and arrives
+    in few reads, instead of trickling through buffers that autotuning grows only while a
+    transfer runs (and that start small again on a link that sat idle)."""
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            stream.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:
+            pass
 
 
 class ChunkUnavailable(Exception):
@@ -92,6 +113,8 @@ class ChunkServer:
         self.bytes_sent = 0
         self._handshakes = HandshakeSlots(MAX_PENDING, MAX_PENDING_PER_IP)
         self._links: dict[str, set[trio.CancelScope]] = {}
+        self._answering: set[FramedStream] = set()  # links past the handshake
+        self._nursery: trio.Nursery | None = None
         pool.on_peers_changed.append(self._peers_changed)
 
     def _peers_changed(self) -> None:
@@ -106,11 +129,31 @@ class ChunkServer:
         self.port = listeners[0].socket.getsockname()[1]
         log.info("serving chunks on %s:%d", self.host or "*", self.port)
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             task_status.started(self.port)
             await trio.serve_listeners(self._serve, listeners, handler_nursery=nursery)
 
+    def announce(self, digests: list[bytes]) -> None:
+        """Tell every peer linked to us that we now serve ``digests`` (pieces of versions we
+        are still fetching: peers fetching the same version may take them from us)."""
+        if not digests or self._nursery is None:
+            return
+        msg = HasChunks(tuple(digests))
+        for link in list(self._answering):
+            self._nursery.start_soon(self._send_quietly, link, msg)
+
+    @staticmethod
+    async def _send_quietly(link: FramedStream, msg: HasChunks) -> None:
+        # a hint: a link too slow to take it now goes without (its own answers end it)
+        with trio.move_on_after(ANNOUNCE_TIMEOUT):
+            try:
+                await link.send(msg)
+            except LinkClosed:
+                pass
+
     async def _serve(self, stream: trio.SocketStream) -> None:
         remote = remote_ip(stream)
+        _big_buffers(stream)
         if sum(len(v) for v in self._links.values()) >= MAX_LINKS:
             log.info("refused a chunk link from %s: too many connections", remote)
             await trio.aclose_forcefully(stream)
@@ -136,12 +179,14 @@ class ChunkServer:
                 return
             self._links.setdefault(client_id, set()).add(scope)
             with scope:
+                self._answering.add(link)
                 await self._answer(link, who)
         except (HandshakeFailed, ProtocolError) as exc:
             log.warning("chunk link from %s closed: %s", who, exc)
         except (LinkClosed, trio.TooSlowError):
             pass
         finally:
+            self._answering.discard(link)
             for pid, scopes in list(self._links.items()):
                 scopes.discard(scope)
                 if not scopes:
@@ -151,23 +196,44 @@ class ChunkServer:
     async def _answer(self, link: FramedStream, who: str) -> None:
         await link.send(Accept(max_frame=DEFAULT_MAX_FRAME))
         link.max_frame = DEFAULT_MAX_FRAME
-        # one request at a time per link: a peer that pipelines many GETs waits for its own
-        # answers (TCP pushes back), and every link gets its turn on the event loop
-        while True:
-            with trio.move_on_after(IDLE_TIMEOUT) as idle:
-                msg = await link.receive()
-            if idle.cancelled_caught:
-                log.info("closing idle chunk link from %s", who)
-                return
-            if not isinstance(msg, Get):
-                raise ProtocolError(f"expected get, got {msg.TYPE}")
-            data = await self.read_chunk(msg.digest)
+        # a few requests at a time per link, so that reading (and checking) the next chunk
+        # overlaps sending this one; beyond that a peer that pipelines many GETs waits for
+        # its own answers (TCP pushes back), and every link gets its turn on the event loop
+        slots = trio.Semaphore(ANSWERS_IN_FLIGHT)
+        failed: list[BaseException] = []  # what ended the link, raised after the nursery
+        async with trio.open_nursery() as nursery:
+            try:
+                while True:
+                    with trio.move_on_after(IDLE_TIMEOUT) as idle:
+                        msg = await link.receive()
+                    if idle.cancelled_caught:
+                        log.info("closing idle chunk link from %s", who)
+                        break
+                    if not isinstance(msg, Get):
+                        raise ProtocolError(f"expected get, got {msg.TYPE}")
+                    await slots.acquire()
+                    nursery.start_soon(self._answer_one, link, msg.digest, slots, failed, nursery.cancel_scope)
+            except (LinkClosed, ProtocolError, trio.TooSlowError) as exc:
+                failed.append(exc)
+            nursery.cancel_scope.cancel()
+        if failed:
+            raise failed[0]
+
+    async def _answer_one(self, link: FramedStream, want: bytes, slots: trio.Semaphore,
+                          failed: list[BaseException], link_scope: trio.CancelScope) -> None:
+        try:
+            data = await self.read_chunk(want)
             with trio.fail_after(IDLE_TIMEOUT):
                 if data is None:
-                    await link.send(Missing(msg.digest))
+                    await link.send(Missing(want))
                 else:
-                    await link.send(Data(msg.digest, data))
+                    await link.send(Data(want, data))
                     self.bytes_sent += len(data)
+        except (LinkClosed, trio.TooSlowError) as exc:
+            failed.append(exc)
+            link_scope.cancel()
+        finally:
+            slots.release()
 
 
 class _Connection:
@@ -199,9 +265,12 @@ class PeerPool:
     and the server admits only those listed now.
     """
 
-    def __init__(self, me: Identity | None, peer_id: str, local_host: str | None) -> None:
+    def __init__(self, me: Identity | None, peer_id: str, local_host: str | None, *, warm: bool = True) -> None:
         # me: None only where nothing connects (tests of the file system without a network)
         self.me = me
+        # keep a link open to every listed peer (opened when the list arrives), so that the
+        # first read of a stale file does not wait for a connection to be set up
+        self.warm = warm and me is not None
         self.peer_id = peer_id
         self.local_host = local_host
         self.peers: dict[str, PeerInfo] = {}
@@ -214,6 +283,13 @@ class PeerPool:
         self._nursery: trio.Nursery | None = None
         self._rr = itertools.count()
         self.bytes_received = 0
+        self.received_from: dict[str, int] = {}  # peer id -> chunk bytes it sent us
+        # peer id -> digests it announced (HasChunks): pieces of versions it is fetching
+        self.known: dict[str, set[bytes]] = {}
+
+    def linked(self) -> list[str]:
+        """The peers with an open chunk link from this one."""
+        return sorted(pid for pid, c in self._conns.items() if c.ready.is_set() and not c.failed)
 
     @property
     def client_tls(self) -> ssl.SSLContext:
@@ -251,8 +327,19 @@ class PeerPool:
             conn = self._conns[pid]
             if pid not in self.peers or self.peers[pid] != conn.info:
                 self._drop(pid, "peer went offline")
+        self._warm_up()
         for callback in self.on_peers_changed:
             callback()
+
+    def _warm_up(self) -> None:
+        """Open a link to every listed peer that has none (see ``warm``)."""
+        if not self.warm or self._nursery is None:
+            return
+        for pid in self.peers:
+            if len(self._conns) >= MAX_WARM_LINKS:
+                break  # a big share: the rest are linked on first use, as before
+            if pid not in self._conns and self._bad.get(pid, 0) <= trio.current_time():
+                self._connection(pid)
 
     def online(self, holders: Sequence[str]) -> list[str]:
         return [h for h in holders if h in self.peers]
@@ -282,6 +369,7 @@ class PeerPool:
         for attempt in range(CONNECT_RETRIES):
             with trio.fail_after(CONNECT_TIMEOUT):
                 stream = await trio.open_tcp_stream(info.addr, info.port, local_address=self.local_host)
+            _big_buffers(stream)
             link = FramedStream(stream)
             try:
                 with trio.fail_after(HANDSHAKE_DEADLINE):
@@ -302,14 +390,22 @@ class PeerPool:
 
     async def _run_connection(self, conn: _Connection) -> None:
         info = conn.info
+        opened_at: float | None = None
         try:
             conn.link = link = await self._open(conn)
             link.max_frame = DEFAULT_MAX_FRAME
             if conn.failed:
                 return
+            opened_at = trio.current_time()
             conn.ready.set()
             while True:
                 msg = await link.receive()
+                if isinstance(msg, HasChunks):
+                    known = self.known.setdefault(info.peer_id, set())
+                    if len(known) + len(msg.digests) > MAX_KNOWN_PER_PEER:
+                        known.clear()
+                    known.update(msg.digests)
+                    continue
                 if not isinstance(msg, Data | Missing):
                     raise ProtocolError(f"expected data, got {msg.TYPE}")
                 chans = conn.waiters.get(msg.digest)
@@ -325,6 +421,10 @@ class PeerPool:
             conn.fail(str(exc) or type(exc).__name__)
             if self._conns.get(info.peer_id) is conn:
                 del self._conns[info.peer_id]
+                self.known.pop(info.peer_id, None)  # announced over this link
+                if (isinstance(exc, LinkClosed) and opened_at is not None
+                        and trio.current_time() - opened_at >= WARM_REOPEN_AFTER):
+                    self._warm_up()  # the holder closed an idle link: have one ready again
         finally:
             if conn.link is not None:
                 await conn.link.aclose()
@@ -354,21 +454,39 @@ class PeerPool:
             raise BadChunk(pid, want)
         conn.bytes_received += length
         self.bytes_received += length
+        self.received_from[pid] = self.received_from.get(pid, 0) + length
         return msg.data
 
     async def fetch(self, want: bytes, length: int, holders: Sequence[str], avoid: set[str] | None = None) -> bytes:
-        """Fetch one chunk from one of ``holders`` (online ones, spread round-robin), verified."""
+        """Fetch one chunk, verified: from a peer that announced it (another peer fetching
+        the same version: this spares the holders), else from one of ``holders`` (online
+        ones, spread round-robin).
+
+        ``ChunkUnavailable.lost`` counts only the holders' answers: a peer that is not a
+        holder and answers MISSING proves nothing about the version.
+        """
         others = [h for h in holders if h != self.peer_id]
         now = trio.current_time()
-        candidates = [h for h in self.online(others)
-                      if (not avoid or h not in avoid) and self._bad.get(h, 0) <= now]
-        if not candidates:
+
+        def usable(pid: str) -> bool:
+            return pid in self.peers and (not avoid or pid not in avoid) and self._bad.get(pid, 0) <= now
+
+        candidates = [h for h in others if usable(h)]
+        helpers = [p for p, known in self.known.items()
+                   if want in known and p not in others and p != self.peer_id and usable(p)]
+        if not candidates and not helpers:
             # only this peer is listed (and lacks it): nobody else can have it
             raise ChunkUnavailable(want, "no online peer holds it", lost=bool(holders) and not others)
-        start = next(self._rr) % len(candidates)
+        turn = next(self._rr)
+        if helpers:
+            start = turn % len(helpers)
+            helpers = helpers[start:] + helpers[:start]
+        if candidates:
+            start = turn % len(candidates)
+            candidates = candidates[start:] + candidates[:start]
         errors = []
         missing = 0
-        for pid in candidates[start:] + candidates[:start]:
+        for pid in helpers + candidates:
             if pid not in self.peers:
                 errors.append(f"{pid}: went offline")  # left while we asked another
                 continue
@@ -385,8 +503,10 @@ class PeerPool:
                 continue
             if data is not None:
                 return data
-            missing += 1
+            if pid in others:
+                missing += 1
+            else:
+                self.known.get(pid, set()).discard(want)  # it dropped that version
             errors.append(f"{pid}: missing")
-        lost = missing == len(candidates) == len(others)
+        lost = bool(candidates) and missing == len(candidates) == len(others)
         raise ChunkUnavailable(want, "; ".join(errors), lost=lost)
-

@@ -27,6 +27,8 @@ from .tracker_link import TrackerLink
 
 log = logging.getLogger(__name__)
 
+FLUSH_TIMEOUT = 3.0  # seconds at exit to record fetched chunks: well within what a service manager waits
+
 
 @dataclasses.dataclass
 class Peer:
@@ -66,6 +68,7 @@ def open_peer(cfg: MountConfig, share_dir: Path, *, on_demand: bool) -> Iterator
         engine.downloader.max_rate = cfg.max_rate
         engine.pinning.cache_size = cfg.cache_size
         server = ChunkServer(engine.downloader.serve_chunk, pool, listen_host, listen_port)
+        engine.downloader.on_indexed = server.announce  # pieces of partial versions: the swarm
         yield Peer(cfg, share_dir, invite, store, me, pool, engine, server, listen_host)
     finally:
         store.close()
@@ -122,6 +125,8 @@ async def serve(peer: Peer, ready_fd: int | None, *,
             os.write(ready_fd, READY)
             os.close(ready_fd)
         await frontend_main()
+        with trio.move_on_after(FLUSH_TIMEOUT):
+            await engine.downloader.flush()  # what a download fetched stays fetched
         nursery.cancel_scope.cancel()
 
 

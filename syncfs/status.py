@@ -46,7 +46,9 @@ def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: s
         "pinned": sorted(engine.pinning.pins),
         "cache_size": engine.pinning.cache_size,
         "outbox": engine.store.outbox_len(),
+        "links": engine.pool.linked(),
         "bytes_received": engine.pool.bytes_received,
+        "bytes_received_from": dict(sorted(engine.pool.received_from.items())),
         "bytes_sent": server.bytes_sent,
         "bytes_reused_locally": engine.downloader.bytes_local,
         "stale": [

@@ -537,8 +537,12 @@ class Store:
             [(c.digest, data_id, offset, c.length) for c, offset in placed],
         )
 
-    def unindex_at(self, data_id: int, offset: int) -> None:
-        self.db.execute("DELETE FROM chunk_index WHERE data_id=? AND offset=?", (data_id, offset))
+    def unindex_at(self, data_id: int, offset: int, digest: bytes) -> bool:
+        """Stop offering chunk ``digest`` at ``offset`` of ``data_id``; False if it was not
+        offered there (any more)."""
+        cur = self.db.execute("DELETE FROM chunk_index WHERE data_id=? AND offset=? AND digest=?",
+                              (data_id, offset, digest))
+        return cur.rowcount > 0
 
     def unindex(self, data_id: int) -> None:
         self.db.execute("DELETE FROM chunk_index WHERE data_id=?", (data_id,))

@@ -1,6 +1,7 @@
 """The trio edge of the protocol: framed messages over a byte stream, with deadlines."""
 
 import logging
+import ssl
 
 import trio
 
@@ -11,6 +12,7 @@ from .protocol.messages import Message, decode_message, encode_message
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 256 * 1024
+DRAIN_MAX = 4 * 1024 * 1024  # per receive: let other tasks run between large frames
 # closing TLS sends a close_notify; a peer that reads nothing must not hold us up
 CLOSE_TIMEOUT = 2.0
 
@@ -65,9 +67,34 @@ class FramedStream:
                 raise LinkClosed() from exc
             if not data:
                 raise LinkClosed()
-            self.bytes_received += len(data)
             self._decoder.feed(data)
+            self.bytes_received += len(data) + self._drain_tls()
         return self._pending.pop(0)
+
+    def _drain_tls(self) -> int:
+        """Feed the decoder what TLS can decrypt from bytes already received, without waiting.
+
+        ``trio.SSLStream.receive_some`` hands out one TLS record (at most 16 KiB) per call
+        and passes through the scheduler each time; a 1 MiB chunk would take 64 of those.
+        Reading the TLS object directly until it wants more bytes from the socket gets the
+        same data in one go (the socket itself is still read only by ``receive_some``).
+        """
+        tls = getattr(self.stream, "_ssl_object", None) if isinstance(self.stream, trio.SSLStream) else None
+        if tls is None:
+            return 0
+        total = 0
+        while total < DRAIN_MAX:
+            try:
+                data = tls.read(RECEIVE_SIZE)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except ssl.SSLError as exc:
+                raise LinkClosed(f"TLS: {exc}") from exc
+            if not data:
+                break  # the other side closed: the next receive_some says so
+            self._decoder.feed(data)
+            total += len(data)
+        return total
 
     async def receive_within(self, seconds: float) -> Message:
         with trio.fail_after(seconds):

@@ -278,3 +278,36 @@ def test_background_mount_and_fusermount_unmount(cluster, tmp_path):
         if os.path.ismount(mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], timeout=30)
     shutil.rmtree(tmp_path / "bgcache", ignore_errors=True)
+
+
+def test_remote_touch_shows_on_a_file_the_kernel_has_cached(three):
+    # with the writeback cache the kernel keeps its own mtime of an inode it knows: a
+    # remote mtime change must reach it all the same (it gets a new inode)
+    p1, p2, _ = three
+    p1.path("t").write_bytes(b"x" * 1000)
+    wait_for(lambda: p2.path("t").exists() and p2.path("t").read_bytes() == b"x" * 1000, what="t on p2")
+    when = 1_500_000_000_000_000_000
+    with open(p2.path("t"), "rb") as held:
+        os.utime(p1.path("t"), ns=(when, when))
+        wait_for(lambda: p2.path("t").stat().st_mtime_ns == when, what="the new mtime on p2")
+        assert held.read() == b"x" * 1000  # the old inode still reads the same bytes
+    assert p2.path("t").read_bytes() == b"x" * 1000
+    wait_same_tree(three)
+
+
+def test_written_file_has_the_same_mtime_everywhere(three):
+    # the kernel owns the mtime of a file being written (writeback cache); what it shows
+    # on the writer is what the others get
+    p1, p2, p3 = three
+    with open(p1.path("w"), "wb") as f:
+        for _ in range(50):
+            f.write(os.urandom(100_000))
+        f.flush()
+        os.fsync(f.fileno())
+        f.write(b"tail")
+    os.truncate(p1.path("w"), 1_000_000)
+    print("DBG", os.listdir(p1.path()), os.stat(p1.path("w")))
+    tree = wait_same_tree(three)
+    print("DBG", tree)
+    assert tree["w"].size == 1_000_000
+    assert tree["w"].mtime_ns == os.stat(p1.path("w")).st_mtime_ns

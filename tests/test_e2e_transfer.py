@@ -143,3 +143,53 @@ def test_on_demand_file_read_whole_becomes_complete_and_served(cluster):
     p1.stop()  # p2 announced it, so a third peer can fetch it from p2 alone
     p3 = cluster.add_peer(extra_args=["--on-demand"])
     wait_content(p3, "doc", data)
+
+
+def test_peers_keep_a_chunk_link_open_to_every_online_peer(cluster):
+    # opened when the tracker's list arrives, so a first on-demand read need not set one up
+    p1, p2, p3 = cluster.start_peers(3)
+    ids = {p.name: p.fresh_status()["peer_id"] for p in (p1, p2, p3)}
+    for p in (p1, p2, p3):
+        others = sorted(v for k, v in ids.items() if k != p.name)
+        wait_for(lambda p=p, others=others: p.fresh_status()["links"] == others,
+                 what=f"{p.name} to link to the other peers")
+        assert p.fresh_status()["bytes_received"] == 0
+    p3.stop()
+    for p in (p1, p2):
+        wait_for(lambda p=p: ids["p3"] not in p.fresh_status()["links"], what=f"{p.name} to drop p3's link")
+
+
+def test_a_peer_fetching_a_version_serves_its_pieces_to_the_others(cluster):
+    # p2 has read (fetched) the first half of a file it does not hold completely; with the
+    # only holder gone, p3 still gets that half, from p2
+    p1 = cluster.add_peer()
+    p2 = cluster.add_peer(extra_args=["--on-demand"])
+    p3 = cluster.add_peer(extra_args=["--on-demand"])
+    size = 16 * MiB
+    data = write_random(p1.path("shared"), size, 8)
+    for p in (p2, p3):
+        wait_for(lambda p=p: p.path("shared").stat().st_size == size, what=f"the stale file on {p.name}")
+    p2_id = p2.fresh_status()["peer_id"]
+    wait_for(lambda: p2_id in p3.fresh_status()["links"], what="p3's chunk link to p2")
+    with open(p2.path("shared"), "rb") as f:
+        assert f.read(size // 2) == data[: size // 2]
+    assert p2.fresh_status()["stale"], "p2 must not hold the whole file"
+    p1.stop()
+    wait_for(lambda: len(p3.fresh_status()["peers_online"]) == 1, what="p3 to see p1 leave")
+    with open(p3.path("shared"), "rb") as f:
+        assert f.read(size // 4) == data[: size // 4]
+    got = p3.fresh_status()["bytes_received_from"]
+    assert got.get(p2_id, 0) > 0 and set(got) == {p2_id}, got
+
+
+def test_receivers_of_a_new_file_fetch_from_each_other(cluster):
+    p1, p2, p3 = cluster.start_peers(3)
+    data = write_random(p1.path("swarm"), 48 * MiB, 9)
+    for p in (p2, p3):
+        wait_content(p, "swarm", data)
+    ids = {p.name: p.fresh_status()["peer_id"] for p in (p1, p2, p3)}
+    from_receivers = sum(p.fresh_status()["bytes_received_from"].get(ids[q.name], 0)
+                         for p, q in ((p2, p3), (p3, p2)))
+    # each starts at its own half, so the other half mostly comes from the other receiver
+    assert from_receivers > 0
+    assert p1.fresh_status()["bytes_sent"] < 2 * len(data)

@@ -26,6 +26,7 @@ from syncfs.protocol.messages import (
     Drop,
     DropAnswer,
     Get,
+    HasChunks,
     Have,
     Hello,
     Message,
@@ -149,6 +150,7 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
     Get: st.builds(Get, digest=digests),
     Data: st.builds(Data, digest=digests, data=st.binary(max_size=300)),
     Missing: st.builds(Missing, digest=digests),
+    HasChunks: st.builds(HasChunks, digests=st.lists(digests, max_size=5).map(tuple)),
 }
 
 messages = st.one_of(*MESSAGE_STRATEGIES.values())
@@ -252,6 +254,7 @@ SAMPLES: list[Message] = [
     Get(digest=b"\x01" * 32),
     Data(digest=b"\x01" * 32, data=b"abcd"),
     Missing(digest=b"\x01" * 32),
+    HasChunks(digests=(b"\x01" * 32, b"\x02" * 32)),
 ]  # fmt: skip
 
 
@@ -452,3 +455,11 @@ def test_fuzz_mutated_messages(msg: Message, data: st.DataObject) -> None:
         inner[data.draw(st.sampled_from(sorted(inner)))] = data.draw(msgpack_values)
         wire["entries"] = [inner]
     decode_or_protocol_error(encode_frame(wire))
+
+
+def test_has_chunks_refuses_digests_of_the_wrong_length_and_too_many() -> None:
+    good = HasChunks(digests=(b"\x01" * 32,)).to_wire()
+    assert decode_frame(good) == HasChunks(digests=(b"\x01" * 32,))
+    for bad in ([b"\x01" * 31], [b"\x01" * 33], [b"\x01" * 32, "x"], [b"\x01" * 32] * 100_001):
+        with pytest.raises(ProtocolError):
+            decode_frame({**good, "digests": bad})

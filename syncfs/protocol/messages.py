@@ -294,6 +294,16 @@ class Missing(Message):
     digest: bytes = field(_bytes(DIGEST_SIZE, DIGEST_SIZE))
 
 
+@dataclasses.dataclass(frozen=True)
+class HasChunks(Message):
+    """Sent by the serving side of a chunk link, unasked: it now serves these chunks (the
+    verified pieces of a version it is still fetching), so that peers fetching the same
+    version can get them from it instead of from the holders alone."""
+
+    TYPE = "has_chunks"
+    digests: tuple[bytes, ...] = field(_list_of(_bytes(DIGEST_SIZE, DIGEST_SIZE)))
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -312,6 +322,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Get,
         Data,
         Missing,
+        HasChunks,
     )
 }
 
