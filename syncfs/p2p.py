@@ -474,6 +474,10 @@ class PeerPool:
         candidates = [h for h in others if usable(h)]
         helpers = [p for p, known in self.known.items()
                    if want in known and p not in others and p != self.peer_id and usable(p)]
+        if not holders and not helpers:
+            # a row that names nobody (the conflict copy of a rename of a file its sender
+            # had not fetched): whoever has these bytes under another name may answer
+            helpers = [p for p in self.peers if p != self.peer_id and usable(p)]
         if not candidates and not helpers:
             # only this peer is listed (and lacks it): nobody else can have it
             raise ChunkUnavailable(want, "no online peer holds it", lost=bool(holders) and not others)

@@ -65,3 +65,13 @@ def test_peers_that_did_not_announce_the_chunk_are_not_asked():
     pool.known["other"] = {digest(b"something else")}
     assert trio.run(pool.fetch, WANT, len(DATA), ("origin",)) == DATA
     assert asked == ["origin"]
+
+
+def test_a_row_without_holders_asks_every_online_peer_and_is_never_lost():
+    pool, asked = pool_with(["a", "b"], {"a": None, "b": DATA})
+    assert trio.run(pool.fetch, WANT, len(DATA), ()) == DATA
+    assert sorted(asked) in (["a", "b"], ["b"])
+    pool, asked = pool_with(["a"], {"a": None})
+    with pytest.raises(ChunkUnavailable) as info:
+        trio.run(pool.fetch, WANT, len(DATA), ())
+    assert asked == ["a"] and not info.value.lost
