@@ -29,7 +29,7 @@ from .protocol.messages import ChunkParams, PeerInfo, Table, TableRow
 from .protocol.paths import BadPath, join, validate_path
 from .protocol.versions import Order, bump, compare, merge
 from .reconcile import Action, decide
-from .store import ROOT_INO, Node, Store, copy_fd
+from .store import ROOT_INO, Node, Store, copy_fd, user_xattrs
 
 log = logging.getLogger(__name__)
 
@@ -368,10 +368,11 @@ class Engine:
 
     async def import_file(self, path: str, source: str, base: dict[str, int],
                           on_commit: Callable[[Node, os.stat_result], None] = lambda *_: None,
-                          ) -> tuple[Node, os.stat_result] | None:
+                          with_xattrs: bool = True) -> tuple[Node, os.stat_result] | None:
         """Commit the regular file ``source``, which lies outside the store, as the content
-        of ``path``: a local change made on top of version ``base``. Returns the node and
-        the attributes ``source`` had while it was copied.
+        (and mode, mtime and ``user.*`` attributes) of ``path``: a local change made on top
+        of version ``base``. Returns the node and the attributes ``source`` had while it was
+        copied.
 
         For front ends that keep files outside the store (a watched directory). The bytes
         are copied into a new data file and chunked in a thread; None means ``source``
@@ -379,14 +380,15 @@ class Engine:
         ``path`` are adopted without a new version, so peers that start from copies of the
         same tree do not conflict over it, and a stale copy is filled from them.
         ``on_commit`` runs inside the transaction that records the result, so that what a
-        front end remembers of the file can never lag behind what was committed.
+        front end remembers of the file can never lag behind what was committed. Without
+        ``with_xattrs`` (a source filesystem that holds none) the node keeps its own.
         """
         before = os.lstat(source)
         self.store.ensure_room(before.st_size)
         with self.store.transaction():
             data_id = self.store.new_data_file()
         try:
-            chunks, after = await trio.to_thread.run_sync(
+            chunks, after, xattrs = await trio.to_thread.run_sync(
                 _copy_and_chunk, source, self.store.data_path(data_id), self.params)
         except BaseException:
             self.store.remove_data_file(data_id)
@@ -398,12 +400,14 @@ class Engine:
         # the tree may have moved on while we copied: decide on what is there now
         with self.store.transaction():
             node = self.store.lookup_path(path)
+            if not with_xattrs:
+                xattrs = node.xattrs if node is not None else {}
             if node is not None and node.kind is not Kind.FILE:
                 raise FsError(errno.EEXIST, f"{path} is a {node.kind.value} in the share")
             if node is not None and node.chunks == chunks:
                 self._adopt_data(node, data_id)
-                if (node.mode, node.mtime_ns) != (mode, mtime_ns) and node.version == base:
-                    self.store.update_node(node.ino, mode=mode, mtime_ns=mtime_ns)
+                if (node.mode, node.mtime_ns, node.xattrs) != (mode, mtime_ns, xattrs) and node.version == base:
+                    self.store.update_node(node.ino, mode=mode, mtime_ns=mtime_ns, xattrs=xattrs)
                     self._commit(self.store.get(node.ino))
                 node = self.store.get(node.ino)
                 on_commit(node, after)
@@ -418,11 +422,11 @@ class Engine:
                 if parent is None or parent.kind is not Kind.DIR:
                     raise FsError(errno.ENOENT, f"the directory of {path} is not in the share")
                 node = self.store.insert_node(parent, _base(path), Kind.FILE, mode, mtime_ns=mtime_ns,
-                                              data_id=data_id, size=size, chunks=chunks)
+                                              data_id=data_id, size=size, chunks=chunks, xattrs=xattrs)
             else:
                 self._retire_data(node.data_id)
                 self.store.update_node(node.ino, data_id=data_id, chunks=chunks, size=size,
-                                       mode=mode, mtime_ns=mtime_ns)
+                                       mode=mode, mtime_ns=mtime_ns, xattrs=xattrs)
             self.store.index_chunks(data_id, chunks)
             self._commit(self.store.get(node.ino), base=base)
             node = self.store.get(node.ino)
@@ -1122,9 +1126,11 @@ def _chunk_file(path: os.PathLike, params: ChunkParams) -> list[Chunk]:
         os.close(fd)
 
 
-def _copy_and_chunk(source: str, dest: os.PathLike, params: ChunkParams) -> tuple[tuple[Chunk, ...], os.stat_result]:
+def _copy_and_chunk(source: str, dest: os.PathLike, params: ChunkParams
+                    ) -> tuple[tuple[Chunk, ...], os.stat_result, dict[str, bytes]]:
     """Copy ``source`` into the data file ``dest`` and cut the copy (which nothing else
-    changes) into chunks; also return ``source``'s attributes as they were after the copy."""
+    changes) into chunks; also return ``source``'s attributes as they were after the copy,
+    and its ``user.*`` extended attributes."""
     src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         dst = os.open(dest, os.O_RDWR | os.O_TRUNC)
@@ -1133,7 +1139,8 @@ def _copy_and_chunk(source: str, dest: os.PathLike, params: ChunkParams) -> tupl
             chunks = tuple(chunking.chunk_fd(dst, params))
         finally:
             os.close(dst)
-        return chunks, os.fstat(src)
+        xattrs = user_xattrs(src)
+        return chunks, os.fstat(src), xattrs
     finally:
         os.close(src)
 

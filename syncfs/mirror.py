@@ -20,6 +20,7 @@ import dataclasses
 import enum
 import os
 import stat
+from collections.abc import Mapping
 
 from . import chunking
 from .protocol.entries import Chunk, Kind
@@ -35,7 +36,8 @@ class Action(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Disk:
-    """What ``lstat`` (and ``readlink``) show for a path in the directory now."""
+    """What ``lstat`` (and ``readlink``, and the ``user.*`` attributes) show for a path in
+    the directory now."""
 
     kind: Kind
     ino: int
@@ -43,9 +45,10 @@ class Disk:
     mtime_ns: int
     mode: int
     target: str = ""
+    xattrs: bytes = b""  # xattrs_key
 
     @classmethod
-    def from_stat(cls, st: os.stat_result, target: str = "") -> "Disk | None":
+    def from_stat(cls, st: os.stat_result, target: str = "", xattrs: bytes = b"") -> "Disk | None":
         """None for what the share cannot hold (sockets, FIFOs, devices)."""
         if stat.S_ISREG(st.st_mode):
             kind = Kind.FILE
@@ -55,7 +58,7 @@ class Disk:
             kind = Kind.SYMLINK
         else:
             return None
-        return cls(kind, st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), target)
+        return cls(kind, st.st_ino, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), target, xattrs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Shared:
     content: bytes
     version: dict[str, int]
     complete: bool = True
+    xattrs: bytes = b""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +86,17 @@ class Seen:
     mode: int
     content: bytes
     version: dict[str, int]
+    xattrs: bytes = b""
+
+
+def xattrs_key(xattrs: Mapping[str, bytes]) -> bytes:
+    """Equal for equal sets of extended attributes; empty for none."""
+    if not xattrs:
+        return b""
+    return chunking.digest(b"".join(
+        len(k).to_bytes(2, "big") + k + len(v).to_bytes(4, "big") + v
+        for k, v in sorted((k.encode(), v) for k, v in xattrs.items())
+    ))
 
 
 def content_key(kind: Kind, chunks: tuple[Chunk, ...] = (), target: str = "") -> bytes:
@@ -96,7 +111,7 @@ def content_key(kind: Kind, chunks: tuple[Chunk, ...] = (), target: str = "") ->
 def disk_unchanged(seen: Seen | None, disk: Disk | None) -> bool:
     if seen is None or disk is None:
         return seen is None and disk is None
-    if seen.kind is not disk.kind:
+    if seen.kind is not disk.kind or seen.xattrs != disk.xattrs:
         return False
     if disk.kind is Kind.DIR:
         return seen.mode == disk.mode  # a directory's mtime moves with its children
@@ -108,7 +123,8 @@ def disk_unchanged(seen: Seen | None, disk: Disk | None) -> bool:
 def share_unchanged(seen: Seen | None, shared: Shared | None) -> bool:
     if seen is None or shared is None:
         return seen is None and shared is None
-    if seen.kind is not shared.kind or seen.content != shared.content or seen.mode != shared.mode:
+    if seen.kind is not shared.kind or seen.content != shared.content or seen.mode != shared.mode \
+            or seen.xattrs != shared.xattrs:
         return False
     return shared.kind is not Kind.FILE or seen.mtime_ns == shared.mtime_ns
 

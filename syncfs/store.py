@@ -18,7 +18,8 @@ from pathlib import Path
 import msgpack
 
 from .mirror import Seen
-from .protocol.entries import Chunk, Entry, Kind
+from .protocol.entries import MAX_XATTRS, Chunk, Entry, Kind, check_xattr
+from .protocol.errors import ProtocolError
 from .protocol.messages import Have
 from .protocol.paths import join
 
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS last_use (path TEXT PRIMARY KEY, t REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS data_ids (data_id INTEGER PRIMARY KEY AUTOINCREMENT, dummy INTEGER);
 CREATE TABLE IF NOT EXISTS mirror (
     path TEXT PRIMARY KEY, kind TEXT NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL, mode INTEGER NOT NULL, content BLOB NOT NULL, version BLOB NOT NULL
+    mtime_ns INTEGER NOT NULL, mode INTEGER NOT NULL, content BLOB NOT NULL, version BLOB NOT NULL,
+    xattrs BLOB NOT NULL
 );
 """
 
@@ -462,18 +464,18 @@ class Store:
 
     def seen(self, path: str) -> Seen | None:
         row = self.db.execute(
-            "SELECT path, kind, ino, size, mtime_ns, mode, content, version FROM mirror WHERE path=?", (path,)
+            "SELECT path, kind, ino, size, mtime_ns, mode, content, version, xattrs FROM mirror WHERE path=?", (path,)
         ).fetchone()
         if row is None:
             return None
-        path, kind, ino, size, mtime_ns, mode, content, version = row
-        return Seen(path, Kind(kind), ino, size, mtime_ns, mode, content, msgpack.unpackb(version))
+        path, kind, ino, size, mtime_ns, mode, content, version, xattrs = row
+        return Seen(path, Kind(kind), ino, size, mtime_ns, mode, content, msgpack.unpackb(version), xattrs)
 
     def put_seen(self, s: Seen) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO mirror (path, kind, ino, size, mtime_ns, mode, content, version)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (s.path, s.kind.value, s.ino, s.size, s.mtime_ns, s.mode, s.content, pack_version(s.version)),
+            "INSERT OR REPLACE INTO mirror (path, kind, ino, size, mtime_ns, mode, content, version, xattrs)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (s.path, s.kind.value, s.ino, s.size, s.mtime_ns, s.mode, s.content, pack_version(s.version), s.xattrs),
         )
 
     def forget_seen(self, path: str) -> None:
@@ -651,3 +653,25 @@ def copy_fd(src: int, dst: int) -> None:
     os.ftruncate(dst, start_dst)
     while block := os.read(src, 1 << 20):
         os.write(dst, block)
+
+
+def user_xattrs(target: int | str) -> dict[str, bytes]:
+    """The ``user.*`` extended attributes of an open file or a path (never following a
+    symlink) that the share can hold: not ``user.syncfs.*``, within the protocol's limits."""
+    try:
+        names = os.listxattr(target, follow_symlinks=False) if isinstance(target, str) else os.listxattr(target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EPERM):
+            return {}
+        raise
+    out: dict[str, bytes] = {}
+    for name in sorted(names):
+        if not name.startswith("user.") or name.startswith("user.syncfs.") or len(out) >= MAX_XATTRS:
+            continue
+        try:
+            value = os.getxattr(target, name, follow_symlinks=False) if isinstance(target, str) else os.getxattr(target, name)
+            check_xattr(name, value)
+        except (OSError, ProtocolError):
+            continue  # gone meanwhile, or more than the share carries
+        out[name] = value
+    return out

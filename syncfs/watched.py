@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import stat
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,10 +34,20 @@ from watchdog.observers import Observer
 
 from .engine import Engine
 from .errors import FsError
-from .mirror import Action, Disk, Seen, Shared, content_key, decide, disk_unchanged, share_unchanged
+from .mirror import (
+    Action,
+    Disk,
+    Seen,
+    Shared,
+    content_key,
+    decide,
+    disk_unchanged,
+    share_unchanged,
+    xattrs_key,
+)
 from .protocol.entries import Kind
 from .protocol.paths import BadPath, join, parent_of, validate_path
-from .store import Node, copy_fd
+from .store import Node, copy_fd, user_xattrs
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +82,7 @@ class WatchedDir:
         self._token: trio.lowlevel.TrioToken | None = None
         self._nursery: trio.Nursery | None = None
         self._initial: set[str] = set()  # paths of the start-up scan not yet reconciled
+        self.xattrs = _holds_user_xattrs(root)  # else they are neither read nor written here
 
     # -- Frontend: the engine applied a remote change -------------------------------------
 
@@ -239,16 +251,17 @@ class WatchedDir:
         try:
             st = os.lstat(self._abs(path))
             target = os.readlink(self._abs(path)) if stat.S_ISLNK(st.st_mode) else ""
+            xattrs = xattrs_key(user_xattrs(self._abs(path))) if self.xattrs and not target else b""
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return Disk.from_stat(st, target)
+        return Disk.from_stat(st, target, xattrs)
 
     def _shared(self, node: Node | None) -> Shared | None:
         if node is None:
             return None
         complete = node.data_id is None or node.data_id not in self.engine.downloader.partials
         return Shared(node.kind, node.mode, node.mtime_ns, content_key(node.kind, node.chunks, node.target),
-                      node.version, complete)
+                      node.version, complete, xattrs_key(node.xattrs) if self.xattrs else b"")
 
     async def _reconcile(self, path: str, item: _Pending) -> None:
         disk = self._disk(path)
@@ -274,7 +287,8 @@ class WatchedDir:
         disk = Disk.from_stat(st, node.target)
         assert disk is not None
         self.store.put_seen(Seen(path, node.kind, disk.ino, disk.size, disk.mtime_ns, disk.mode,
-                                 content_key(node.kind, node.chunks, node.target), node.version))
+                                 content_key(node.kind, node.chunks, node.target), node.version,
+                                 xattrs_key(node.xattrs) if self.xattrs else b""))
 
     # -- the directory changed: commit it to the share --------------------------------------
 
@@ -308,6 +322,11 @@ class WatchedDir:
                 node = self.engine.mkdir(parent.ino, path.rpartition("/")[2], disk.mode)
             elif node.mode != disk.mode:
                 node = await self.engine.setattr(node.ino, mode=disk.mode)
+            here = user_xattrs(self._abs(path)) if self.xattrs else node.xattrs
+            for name in sorted(here.keys() | node.xattrs.keys()):
+                if here.get(name) != node.xattrs.get(name):
+                    self.engine.set_xattr(node.ino, name, here.get(name))
+            node = self.engine.node(node.ino)
             self._record(path, node)
             if seen is None:
                 self._queue_children(path, node)  # made or moved in before we watched it
@@ -321,7 +340,7 @@ class WatchedDir:
             self._record(path, node)
         else:
             await self._share_dirs(path)
-            done = await self.engine.import_file(path, self._abs(path), base,
+            done = await self.engine.import_file(path, self._abs(path), base, with_xattrs=self.xattrs,
                                                  on_commit=lambda n, st: self._record(path, n, st))
             if done is None:
                 self._queue(path, writing=True)  # still changing: once it is quiet
@@ -399,6 +418,8 @@ class WatchedDir:
             if disk is None:
                 os.mkdir(target, node.mode)
             os.chmod(target, node.mode)
+            if self.xattrs and not _set_xattrs(target, node.xattrs):
+                self._without_xattrs()
             self._record(path, node)
             if seen is None:
                 self._queue_children(path, node)
@@ -419,12 +440,17 @@ class WatchedDir:
         if disk is not None and seen is not None and seen.content == content_key(Kind.FILE, node.chunks):
             # the same bytes with other attributes (chmod, touch, a merged version)
             os.chmod(target, node.mode)
+            if self.xattrs and not _set_xattrs(target, node.xattrs):
+                self._without_xattrs()
             os.utime(target, ns=(node.mtime_ns, node.mtime_ns))
             self._record(path, node)
             return
         tmp = self._temp_name(path)
         try:
-            await trio.to_thread.run_sync(_write_copy, self.store.data_path(node.data_id), tmp, node.mode, node.mtime_ns)
+            held = await trio.to_thread.run_sync(_write_copy, self.store.data_path(node.data_id), tmp, node.mode,
+                                                 node.mtime_ns, node.xattrs if self.xattrs else {})
+            if not held:
+                self._without_xattrs()
             fresh = self.store.lookup_path(path)
             if fresh is None or fresh.data_id != node.data_id:
                 raise _Changed(path)  # replaced again while we copied
@@ -435,6 +461,15 @@ class WatchedDir:
             raise
         self._record(path, node)
         log.debug("pulled %s (%d bytes)", path, node.size)
+
+    def _without_xattrs(self) -> None:
+        """The directory's filesystem refused an attribute the share holds: from now on
+        attributes are neither compared nor written here, and never dropped from the share
+        for it (a path recorded with them is pushed once more without them, which keeps the
+        share's)."""
+        self.xattrs = False
+        self.engine.note_error(f"{self.root} cannot hold every user.* attribute of the share; "
+                               "extended attributes are not synced there")
 
     def _replace(self, tmp: str, path: str, expected: Disk | None) -> None:
         """Rename ``tmp`` over ``path`` unless the directory changed it since we decided."""
@@ -510,6 +545,42 @@ def _drop_stop_race(record: logging.LogRecord) -> bool:
     return "called when the thread is inactive" not in record.getMessage()
 
 
+def _holds_user_xattrs(root: Path) -> bool:
+    """Whether files in ``root`` can carry ``user.*`` attributes (tmpfs before Linux 6.6,
+    some network filesystems: no)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=root)
+    except OSError:
+        return False
+    try:
+        os.setxattr(fd, "user.syncfs-probe", b"1")
+        return True
+    except OSError:
+        log.warning("%s cannot hold user.* extended attributes: they are not synced there", root)
+        return False
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
+def _set_xattrs(target: str | int, xattrs: dict[str, bytes]) -> bool:
+    """Make the ``user.*`` attributes of ``target`` (not ``user.syncfs.*``) exactly
+    ``xattrs``; False if the filesystem refused one (too many, too large, not supported)."""
+    here = user_xattrs(target)
+    try:
+        for name in here.keys() - xattrs.keys():
+            os.removexattr(target, name)
+        for name, value in xattrs.items():
+            if here.get(name) != value:
+                os.setxattr(target, name, value)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.EBADF):
+            raise
+        log.warning("cannot set extended attributes here: %s", exc)
+        return False
+    return True
+
+
 def _walk(root: str) -> list[str]:
     """Every path below ``root`` (relative, parents first), removing temporary files that a
     crash left behind."""
@@ -526,7 +597,9 @@ def _walk(root: str) -> list[str]:
     return out
 
 
-def _write_copy(source: os.PathLike, dest: str, mode: int, mtime_ns: int) -> None:
+def _write_copy(source: os.PathLike, dest: str, mode: int, mtime_ns: int, xattrs: dict[str, bytes]) -> bool:
+    """Write ``dest`` as a copy of ``source`` with the given mode, mtime and attributes;
+    False if the filesystem refused an attribute (the rest is written all the same)."""
     fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         src = os.open(source, os.O_RDONLY)
@@ -535,9 +608,11 @@ def _write_copy(source: os.PathLike, dest: str, mode: int, mtime_ns: int) -> Non
         finally:
             os.close(src)
         os.fchmod(fd, mode)
+        held = _set_xattrs(fd, xattrs)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.utime(dest, ns=(mtime_ns, mtime_ns))
+    return held
 
 

@@ -207,3 +207,27 @@ def test_syncfs_stop_ends_a_watched_directory_and_a_mount(cluster: Cluster) -> N
     assert not p1.mounted
     done = syncfs_cli("stop", str(s.mnt))
     assert done.returncode == 1 and "no running syncfs mount" in done.stderr
+
+
+def _getfattr(path, name: str) -> str | None:
+    done = subprocess.run(["getfattr", "--only-values", "-n", name, str(path)], capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else None
+
+
+def test_user_xattrs_sync_between_a_plain_directory_and_a_mount(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    (s.mnt / "a.txt").write_text("a\n")
+    (p1.mnt / "b.txt").write_text("b\n")
+    wait_same_tree([s, p1])
+    subprocess.run(["setfattr", "-n", "user.comment", "-v", "from the plain directory", str(s.mnt / "a.txt")], check=True)
+    subprocess.run(["setfattr", "-n", "user.comment", "-v", "from a mount", str(p1.mnt / "b.txt")], check=True)
+    wait_for(lambda: _getfattr(p1.mnt / "a.txt", "user.comment") == "from the plain directory", what="a.txt's xattr on p1")
+    wait_for(lambda: _getfattr(s.mnt / "b.txt", "user.comment") == "from a mount", what="b.txt's xattr in s1")
+    # editing the file in the plain directory keeps it; removing it there removes it everywhere
+    with open(s.mnt / "b.txt", "a") as f:
+        f.write("more\n")
+    wait_for(lambda: (p1.mnt / "b.txt").read_text() == "b\nmore\n", what="the edit on p1")
+    assert _getfattr(p1.mnt / "b.txt", "user.comment") == "from a mount"
+    subprocess.run(["setfattr", "-x", "user.comment", str(s.mnt / "a.txt")], check=True)
+    wait_for(lambda: _getfattr(p1.mnt / "a.txt", "user.comment") is None, what="the removal on p1")

@@ -60,7 +60,7 @@ def test_a_file_that_changes_while_it_is_copied_is_not_committed(tmp_path, monke
         out = real(source, dest, params)
         with open(source, "ab") as f:
             f.write(b"more")  # the writer goes on while we copied
-        return out[0], os.stat(source)
+        return out[0], os.stat(source), out[2]
 
     monkeypatch.setattr(engine_mod, "_copy_and_chunk", copy_then_touch)
 

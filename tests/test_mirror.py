@@ -69,6 +69,10 @@ def shared(content: bytes = A, version: dict = V1, **kw) -> Shared:
         # gone from both, or agreeing on a new version of the same state
         (None, seen(), None, Action.RECORD),
         (disk(), seen(), shared(version=V2), Action.RECORD),
+        # user.* attributes count as a change on either side
+        (disk(xattrs=b"x"), seen(), shared(), Action.PUSH),
+        (disk(), seen(), shared(xattrs=b"x", version=V2), Action.PULL),
+        (disk(xattrs=b"x"), seen(xattrs=b"x"), shared(xattrs=b"x"), Action.NOTHING),
     ],
 )
 def test_decide(d, s, n, action) -> None:
