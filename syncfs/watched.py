@@ -8,8 +8,8 @@ last agreed on, and the front end then commits the directory's state to the engi
 or writes the share's state into the directory (pull). Nothing is polled: the only full
 scan is the one at start-up, which finds what changed while the process was stopped.
 
-- A file is pushed once it is quiet: QUIET after it was closed, or SETTLE after its last
-  write if it stays open. It is copied into the store and chunked there; if it changed
+- A file is pushed once it is quiet: CLOSED_QUIET after it was closed, or SETTLE after
+  its last write if it stays open. It is copied into the store and chunked there; if it changed
   while being copied, it is tried again later, so no half-written file is sent.
 - Remote versions are written to a temporary file in the same directory, given their mode
   and mtime, flushed, and renamed over the path, so no reader sees half a file. Just
@@ -51,7 +51,8 @@ from .store import Node, copy_fd, user_xattrs
 
 log = logging.getLogger(__name__)
 
-QUIET = 0.1  # seconds after a close (or any other event) before a path is reconciled
+QUIET = 0.1  # seconds after an event before a path is reconciled (more may follow: a rename, a chmod)
+CLOSED_QUIET = 0.02  # ... after a close: the file is whole; a later utime (cp -p) is pushed too
 SETTLE = 1.0  # seconds without writes before a file still open for writing is pushed anyway
 CATCH_UP_WAIT = 10.0  # seconds to wait at start for the tracker's news before deciding without it
 RETRY = 1.0  # seconds before a path whose reconciliation failed is tried again
@@ -150,7 +151,9 @@ class WatchedDir:
             return
         if kind in ("created", "modified"):
             self._queue(path, delay=QUIET, writing=not self._is_dir(path))
-        elif kind in ("closed", "deleted"):
+        elif kind == "closed":
+            self._queue(path, delay=CLOSED_QUIET, writing=False)
+        elif kind == "deleted":
             self._queue(path, delay=QUIET, writing=False)
         else:  # attrib
             self._queue(path, delay=QUIET)
