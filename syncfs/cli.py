@@ -220,7 +220,7 @@ def setup_logging(cfg: MountConfig) -> None:
     handler: logging.Handler
     if cfg.log_file:
         Path(cfg.log_file).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(cfg.log_file)
+        handler = logging.FileHandler(cfg.log_file, errors="backslashreplace")  # file names need not be UTF-8
     else:
         handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

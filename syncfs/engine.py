@@ -908,6 +908,7 @@ class Engine:
         open keep reading the same bytes through it)."""
         assert node.kind is Kind.FILE and node.data_id is not None
         self._orphan(node)
+        self.gone_remotely.add(node.ino)  # writes through a stale cached name would be lost
         self.store.delete_node(node.ino)
         parent = self.store.get(node.parent)
         new = self.store.insert_node(

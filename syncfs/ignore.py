@@ -20,6 +20,7 @@ DEFAULTS = (
     ".#*",  # emacs lock files
     ".DS_Store",
     "Thumbs.db",
+    ".syncfs-tmp.*",  # a watched directory's files being written
 )
 
 

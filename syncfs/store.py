@@ -478,8 +478,11 @@ class Store:
             (s.path, s.kind.value, s.ino, s.size, s.mtime_ns, s.mode, s.content, pack_version(s.version), s.xattrs),
         )
 
-    def forget_seen(self, path: str) -> None:
-        """Forget ``path`` and everything recorded below it."""
+    def forget_seen(self, path: str, subtree: bool = True) -> None:
+        """Forget ``path`` and (unless not ``subtree``) everything recorded below it."""
+        if not subtree:
+            self.db.execute("DELETE FROM mirror WHERE path=?", (path,))
+            return
         self.db.execute("DELETE FROM mirror WHERE path=? OR (path > ? AND path < ?)", (path, path + "/", path + "0"))
 
     def move_seen(self, old: str, new: str) -> None:

@@ -25,6 +25,7 @@ import os
 import secrets
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,7 +46,8 @@ from .mirror import (
     share_unchanged,
     xattrs_key,
 )
-from .protocol.entries import Kind
+from .protocol.conflicts import conflict_path
+from .protocol.entries import MAX_TARGET_BYTES, Kind
 from .protocol.paths import BadPath, join, parent_of, validate_path
 from .store import Node, copy_fd, user_xattrs
 
@@ -56,12 +58,15 @@ CLOSED_QUIET = 0.02  # ... after a close: the file is whole; a later utime (cp -
 SETTLE = 1.0  # seconds without writes before a file still open for writing is pushed anyway
 CATCH_UP_WAIT = 10.0  # seconds to wait at start for the tracker's news before deciding without it
 RETRY = 1.0  # seconds before a path whose reconciliation failed is tried again
-TEMP_PREFIX = ".syncfs-tmp."
+TEMP_PREFIX = ".syncfs-tmp."  # also ignored by default everywhere (syncfs/ignore.py)
+XATTRS_OFF = "watched_xattrs_off"  # meta key: this directory cannot hold the share's user.* attributes
+MAX_POSTPONE = 30.0  # seconds a file being written all the time waits at most before it is pushed
 
 
 @dataclasses.dataclass
 class _Pending:
     due: float
+    since: float  # queued first at: a file written without pause is pushed after MAX_POSTPONE
     writing: bool = False
     moved_to: str | None = None  # this path was renamed to moved_to (a chance to rename in the share)
     failures: int = 0
@@ -83,7 +88,10 @@ class WatchedDir:
         self._token: trio.lowlevel.TrioToken | None = None
         self._nursery: trio.Nursery | None = None
         self._initial: set[str] = set()  # paths of the start-up scan not yet reconciled
-        self.xattrs = _holds_user_xattrs(root)  # else they are neither read nor written here
+        self._real_root = os.path.realpath(root)
+        # else user.* attributes are neither read nor written here (remembered: a restart
+        # must not take a partial set on disk for a local change)
+        self.xattrs = not self.store.get_meta(XATTRS_OFF) and _holds_user_xattrs(root)
 
     # -- Frontend: the engine applied a remote change -------------------------------------
 
@@ -110,15 +118,26 @@ class WatchedDir:
         now = trio.current_time()
         item = self.pending.pop(path, None)  # re-queued at the end: paths go in event order
         if item is None:
-            item = _Pending(now + delay)
+            item = _Pending(now + delay, now)
         elif delay or not item.writing:
             item.due = now + delay  # a new event restarts the wait for quiet
         if writing is not None:
             item.writing = writing
         if item.writing:
-            item.due = max(item.due, now + SETTLE)
+            item.due = min(max(item.due, now + SETTLE), item.since + MAX_POSTPONE)
+            self._initial_done(path)  # a file being written must not hold downloads back
         self.pending[path] = item
         self._wake.set()
+
+    def _child(self, parent: str, name: str) -> str | None:
+        """``parent/name`` if the share can hold that name (UTF-8, within limits), else None."""
+        if name.startswith(TEMP_PREFIX):
+            return None
+        try:
+            return validate_path(join(parent, name))
+        except BadPath as exc:
+            log.info("not synced: %r (%s)", os.path.join(self._abs(parent), name), exc.why)
+            return None
 
     def _relative(self, raw: str | bytes) -> str | None:
         """The share path of an absolute path from watchdog; None for the root, paths
@@ -133,7 +152,7 @@ class WatchedDir:
         try:
             return validate_path(rel)
         except BadPath as exc:
-            log.info("not synced: %s (%s)", text, exc.why)
+            log.info("not synced: %r (%s)", text, exc.why)
             return None
 
     def on_event(self, kind: str, src: str | bytes, dest: str | bytes) -> None:
@@ -204,7 +223,7 @@ class WatchedDir:
         """Queue every path of the directory, of the share and of the last agreement: what
         changed while we were stopped (on either side) is among them."""
         on_disk = await trio.to_thread.run_sync(_walk, str(self.root))
-        paths = dict.fromkeys(on_disk)
+        paths = dict.fromkeys(p for p in (self._child(parent, name) for parent, name in on_disk) if p)
         paths.update(dict.fromkeys(self.store.seen_paths()))
         paths.update(dict.fromkeys(n.path for n in self.store.descendants("")))
         for path in sorted(paths):
@@ -225,7 +244,9 @@ class WatchedDir:
                     self._initial_done(path)
                 except _Changed:
                     self._queue(path, delay=QUIET)
-                except (FsError, OSError) as exc:
+                except Exception as exc:  # noqa: BLE001 - one path must never end the process
+                    if not isinstance(exc, (FsError, OSError)):
+                        log.exception("reconciling %s failed", path)
                     item.failures += 1
                     level = logging.WARNING if item.failures in (3, 30) else logging.INFO
                     log.log(level, "cannot sync %s yet: %s", path, exc)
@@ -251,6 +272,11 @@ class WatchedDir:
     # -- one path --------------------------------------------------------------------------
 
     def _disk(self, path: str) -> Disk | None:
+        """What the directory holds at ``path``; None if nothing, or if a parent on the way
+        is no longer a directory of the tree (a symlink put in its place leads outside)."""
+        parent = parent_of(path)
+        if parent and os.path.realpath(self._abs(parent)) != os.path.join(self._real_root, parent):
+            return None
         try:
             st = os.lstat(self._abs(path))
             target = os.readlink(self._abs(path)) if stat.S_ISLNK(st.st_mode) else ""
@@ -270,6 +296,9 @@ class WatchedDir:
         disk = self._disk(path)
         if disk is not None and self.engine.ignore.ignored(path, disk.kind is Kind.DIR):
             return  # stays local, as in a mount
+        if disk is not None and disk.kind is Kind.SYMLINK and not _holdable_target(disk.target):
+            log.info("not synced: %r (its target is not UTF-8 or too long)", path)
+            return
         node = self.store.lookup_path(path)
         seen = self.store.seen(path)
         action = decide(disk, seen, self._shared(node))
@@ -303,17 +332,26 @@ class WatchedDir:
                 or not share_unchanged(seen, self._shared(node)):
             return False
         target = self.store.lookup_path(new)
-        if target is not None and (target.kind is Kind.DIR) != (node.kind is Kind.DIR):
+        if target is not None and (
+            (target.kind is Kind.DIR) != (node.kind is Kind.DIR)
+            or not share_unchanged(self.store.seen(new), self._shared(target))
+        ):
+            return False  # what it replaces changed in the share meanwhile: push, which conflicts
+        try:
+            parent = await self._share_dirs(new)
+            self.engine.rename(node.parent, node.name, parent.ino, new.rpartition("/")[2])
+        except FsError as exc:
+            log.info("rename of %s to %s done as delete and create: %s", old, new, exc)
             return False
-        parent = await self._share_dirs(new)
-        self.engine.rename(node.parent, node.name, parent.ino, new.rpartition("/")[2])
         self.store.move_seen(old, new)
         return True
 
     async def _push(self, path: str, disk: Disk | None, seen: Seen | None, node: Node | None) -> None:
         base = seen.version if seen is not None else (self.store.tombstone(path) or {})
         if node is not None and (disk is None or node.kind is not disk.kind):
-            if not self._delete_in_share(node):
+            if disk is not None and not share_unchanged(seen, self._shared(node)):
+                self._set_aside(node)  # replaced here, changed there: both are kept
+            elif not self._delete_in_share(node):
                 raise FsError(errno.EEXIST, f"{path} changed in the share meanwhile")
             node = None
         if disk is None:
@@ -368,6 +406,19 @@ class WatchedDir:
             parent = node
         return parent
 
+    def _set_aside(self, node: Node) -> None:
+        """Rename the share's ``node`` to a conflict name next to it, as the tracker names
+        the loser of a conflict: its path gets what the directory holds now."""
+        for n in range(1000):
+            aside = conflict_path(node.path, time.time_ns(), self.engine.peer_id, n)
+            if self.store.lookup_path(aside) is None:
+                break
+        parent = self.store.lookup_path(parent_of(aside))
+        assert parent is not None
+        log.info("%s changed in the share while it was replaced here: keeping it as %s", node.path, aside)
+        self.engine.rename(node.parent, node.name, parent.ino, aside.rpartition("/")[2])
+        self._queue(aside)  # a local rename tells the front end nothing: bring it here
+
     def _delete_in_share(self, node: Node) -> bool:
         """Delete ``node`` (and what lies below it) from the share; False if it was kept
         because something below it changed in the share since this directory saw it (an
@@ -401,8 +452,8 @@ class WatchedDir:
             names.update(c.name for c in batch)
             after = batch[-1].ino
         for name in sorted(names):
-            if not name.startswith(TEMP_PREFIX):
-                self._queue(join(path, name))
+            if (child := self._child(path, name)) is not None:
+                self._queue(child)
 
     # -- the share changed: write it into the directory ----------------------------------------
 
@@ -471,6 +522,7 @@ class WatchedDir:
         for it (a path recorded with them is pushed once more without them, which keeps the
         share's)."""
         self.xattrs = False
+        self.store.set_meta(XATTRS_OFF, 1)
         self.engine.note_error(f"{self.root} cannot hold every user.* attribute of the share; "
                                "extended attributes are not synced there")
 
@@ -482,8 +534,13 @@ class WatchedDir:
         os.replace(tmp, self._abs(path))
 
     def _remove_here(self, path: str, disk: Disk) -> bool:
-        """Remove ``path`` from the directory; False for a directory that still holds
-        things the share does not know: those are pushed, and bring it back."""
+        """Remove ``path`` from the directory; False for a directory that is not empty yet.
+
+        What it still holds and the share knows is removed first (queued before the next
+        try). If it holds things the share does not know (new files, ignored ones, names
+        the share cannot hold), it is kept and committed again, as a mount keeps such a
+        directory: deleting them would lose them.
+        """
         if disk.kind is not Kind.DIR:
             os.unlink(self._abs(path))
             return True
@@ -492,8 +549,13 @@ class WatchedDir:
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-            for name in os.listdir(self._abs(path)):
-                self._queue(join(path, name))  # before the directory is tried again
+            children = [self._child(path, name) for name in os.listdir(self._abs(path))]
+            for child in children:
+                if child is not None and self.store.seen(child) is not None:
+                    self._queue(child)  # removed before the directory is tried again
+            if any(c is None or self.store.seen(c) is None for c in children):
+                self.store.forget_seen(path, subtree=False)  # so the directory is pushed back
+                self._queue(path)
             return False
         return True
 
@@ -548,6 +610,13 @@ def _drop_stop_race(record: logging.LogRecord) -> bool:
     return "called when the thread is inactive" not in record.getMessage()
 
 
+def _holdable_target(target: str) -> bool:
+    try:
+        return len(target.encode("utf-8")) <= MAX_TARGET_BYTES
+    except UnicodeEncodeError:
+        return False
+
+
 def _holds_user_xattrs(root: Path) -> bool:
     """Whether files in ``root`` can carry ``user.*`` attributes (tmpfs before Linux 6.6,
     some network filesystems: no)."""
@@ -584,10 +653,10 @@ def _set_xattrs(target: str | int, xattrs: dict[str, bytes]) -> bool:
     return True
 
 
-def _walk(root: str) -> list[str]:
-    """Every path below ``root`` (relative, parents first), removing temporary files that a
-    crash left behind."""
-    out: list[str] = []
+def _walk(root: str) -> list[tuple[str, str]]:
+    """Every (parent, name) below ``root`` (parent relative, parents first), removing
+    temporary files that a crash left behind."""
+    out: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         rel = "" if rel == "." else Path(rel).as_posix()
@@ -596,7 +665,7 @@ def _walk(root: str) -> list[str]:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(dirpath, name))
                 continue
-            out.append(join(rel, name))
+            out.append((rel, name))
     return out
 
 

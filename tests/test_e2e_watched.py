@@ -231,3 +231,74 @@ def test_user_xattrs_sync_between_a_plain_directory_and_a_mount(cluster: Cluster
     assert _getfattr(p1.mnt / "b.txt", "user.comment") == "from a mount"
     subprocess.run(["setfattr", "-x", "user.comment", str(s.mnt / "a.txt")], check=True)
     wait_for(lambda: _getfattr(p1.mnt / "a.txt", "user.comment") is None, what="the removal on p1")
+
+
+def test_names_the_share_cannot_hold_are_skipped_and_nothing_stops(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    os.close(os.open(os.path.join(os.fsencode(s.mnt), b"caf\xe9.txt"), os.O_CREAT | os.O_WRONLY, 0o644))
+    os.symlink(b"\xff-target", os.path.join(os.fsencode(s.mnt), b"odd-link"))
+    (s.mnt / "fine.txt").write_text("synced\n")
+    wait_for(lambda: (p1.mnt / "fine.txt").exists(), what="fine.txt on p1")
+    s.restart()  # the start-up scan meets them too
+    (s.mnt / "after.txt").write_text("still synced\n")
+    wait_for(lambda: (p1.mnt / "after.txt").exists(), what="after.txt on p1")
+    assert s.running
+    assert sorted(os.listdir(p1.mnt)) == ["after.txt", "fine.txt"]
+
+
+def _paused(peer) -> None:
+    done = syncfs_cli("pause", str(peer.mnt))
+    assert done.returncode == 0, done.stderr
+
+
+def _stale_on(peer, rel: str) -> bool:
+    return any(f["path"] == rel for f in cli_status(peer)["stale"])
+
+
+def test_a_rename_over_a_file_changed_in_the_share_keeps_both(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    (s.mnt / "a.txt").write_text("a from the plain directory\n")
+    (s.mnt / "b.txt").write_text("b v1\n")
+    wait_same_tree([s, p1])
+    _paused(s)  # the next remote version of b.txt stays stale in s1's store
+    (p1.mnt / "b.txt").write_text("b v2 from the mount\n")
+    wait_for(lambda: _stale_on(s, "b.txt"), what="b.txt v2 listed on s1")
+    os.rename(s.mnt / "a.txt", s.mnt / "b.txt")
+    assert syncfs_cli("resume", str(s.mnt)).returncode == 0
+    tree = wait_same_tree([s, p1], timeout=30)
+    texts = sorted((p1.mnt / rel).read_text() for rel, node in tree.items() if node.kind == "file")
+    assert texts == ["a from the plain directory\n", "b v2 from the mount\n"], tree.keys()
+
+
+def test_a_file_replaced_by_a_directory_while_it_changed_in_the_share_keeps_both(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    (s.mnt / "f").write_text("v1\n")
+    wait_same_tree([s, p1])
+    _paused(s)
+    (p1.mnt / "f").write_text("v2 from the mount\n")
+    wait_for(lambda: _stale_on(s, "f"), what="f v2 listed on s1")
+    (s.mnt / "f").unlink()
+    (s.mnt / "f").mkdir()
+    (s.mnt / "f" / "inside.txt").write_text("now a directory\n")
+    assert syncfs_cli("resume", str(s.mnt)).returncode == 0
+    tree = wait_same_tree([s, p1], timeout=30)
+    assert tree["f"].kind == "dir" and (p1.mnt / "f" / "inside.txt").read_text() == "now a directory\n"
+    (aside,) = [rel for rel in tree if rel.startswith("f.sync-conflict-")]
+    assert (p1.mnt / aside).read_text() == "v2 from the mount\n"
+
+
+def test_a_directory_deleted_elsewhere_keeps_what_only_this_directory_has(cluster: Cluster) -> None:
+    s = cluster.add_peer(watched=True)
+    (p1,) = cluster.start_peers(1)
+    (s.mnt / "d").mkdir()
+    (s.mnt / "d" / "a.txt").write_text("synced\n")
+    wait_same_tree([s, p1])
+    (s.mnt / "d" / ".a.txt.swp").write_text("vim's, never synced\n")
+    subprocess.run(["rm", "-r", str(p1.mnt / "d")], check=True)
+    wait_for(lambda: not (s.mnt / "d" / "a.txt").exists(), what="d/a.txt removed in s1")
+    assert (s.mnt / "d" / ".a.txt.swp").exists()
+    wait_for(lambda: (p1.mnt / "d").is_dir(), what="d committed again by s1")
+    assert os.listdir(s.mnt / "d") == [".a.txt.swp"] and os.listdir(p1.mnt / "d") == []
