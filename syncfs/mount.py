@@ -17,11 +17,6 @@ log = logging.getLogger(__name__)
 # backing device), one request per 128 KiB; sequential reads go twice as fast with 1 MiB.
 READ_AHEAD_KIB = 1024
 
-# The kernel reads ahead at most 128 KiB at a time on a FUSE mount (the default of its
-# backing device), one request per 128 KiB; sequential reads go twice as fast with 1 MiB.
-READ_AHEAD_KIB = 1024
-FLUSH_TIMEOUT = 3.0  # well within what a stopping service manager waits
-
 
 def run_mount(cfg: MountConfig, mountpoint: Path, ready_fd: int | None = None) -> int:
     status = run_peer(cfg, mountpoint, ready_fd, on_demand=cfg.on_demand,
