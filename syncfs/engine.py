@@ -402,8 +402,15 @@ class Engine:
             node = self.store.lookup_path(path)
             if not with_xattrs:
                 xattrs = node.xattrs if node is not None else {}
+            parent = self.store.lookup_path(path.rpartition("/")[0]) if node is None else None
+            refusal: FsError | None = None
             if node is not None and node.kind is not Kind.FILE:
-                raise FsError(errno.EEXIST, f"{path} is a {node.kind.value} in the share")
+                refusal = FsError(errno.EEXIST, f"{path} is a {node.kind.value} in the share")
+            elif node is None and (parent is None or parent.kind is not Kind.DIR):
+                refusal = FsError(errno.ENOENT, f"the directory of {path} is not in the share")
+            if refusal is not None:
+                self.store.remove_data_file(data_id)  # nothing will ever refer to it
+                raise refusal
             if node is not None and node.chunks == chunks:
                 self._adopt_data(node, data_id)
                 if (node.mode, node.mtime_ns, node.xattrs) != (mode, mtime_ns, xattrs) and node.version == base:
@@ -418,9 +425,7 @@ class Engine:
             if mine > base.get(self.peer_id, 0):
                 base = {**base, self.peer_id: mine}
             if node is None:
-                parent = self.store.lookup_path(path.rpartition("/")[0])
-                if parent is None or parent.kind is not Kind.DIR:
-                    raise FsError(errno.ENOENT, f"the directory of {path} is not in the share")
+                assert parent is not None
                 node = self.store.insert_node(parent, _base(path), Kind.FILE, mode, mtime_ns=mtime_ns,
                                               data_id=data_id, size=size, chunks=chunks, xattrs=xattrs)
             else:

@@ -6,6 +6,7 @@ import pytest
 from enginekit import outbox, run_with_ops
 
 from syncfs.chunking import chunk_bytes
+from syncfs.errors import FsError
 from syncfs.protocol.entries import Entry, Kind
 from syncfs.protocol.messages import Table, TableRow
 
@@ -68,5 +69,18 @@ def test_a_file_that_changes_while_it_is_copied_is_not_committed(tmp_path, monke
         src.write_bytes(b"half")
         assert await engine.import_file("f", str(src), {}) is None
         assert store.lookup_path("f") is None and not outbox(store)
+
+    run_with_ops(tmp_path, body)
+
+
+def test_a_refused_import_leaves_no_data_file_behind(tmp_path):
+    src = tmp_path / "src"
+
+    async def body(ops, engine, store):
+        src.write_bytes(b"orphan")
+        before = set(os.listdir(store.data_dir))
+        with pytest.raises(FsError):
+            await engine.import_file("missing-dir/f", str(src), {})
+        assert set(os.listdir(store.data_dir)) == before
 
     run_with_ops(tmp_path, body)
