@@ -44,6 +44,14 @@ def test_user_xattrs_sync_and_syncfs_ones_show_state(cluster):
     with pytest.raises(OSError) as info:
         os.setxattr(p1.path("doc.txt"), "user.big", b"x" * (70 * 1024))
     assert info.value.errno in (errno.E2BIG, errno.ERANGE, errno.ENOSPC)
+    # only user.* attributes are kept; others are absent (the kernel asks for
+    # security.capability before every write) and cannot be set
+    with pytest.raises(OSError) as info:
+        os.getxattr(p1.path("doc.txt"), "security.capability")
+    assert info.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as info:
+        os.setxattr(p1.path("doc.txt"), "trusted.note", b"x")
+    assert info.value.errno in (errno.ENOTSUP, errno.EPERM)
 
 
 def test_stale_then_downloading_then_synced(cluster):
