@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 for _p in (ROOT, ROOT / "tests"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
+from floors import MinimalFuse, TlsFloor  # noqa: E402
 from harness import Cluster, PeerProc, fuse_unavailable_reason, wait_for  # noqa: E402
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -59,7 +60,16 @@ class Row:
     baseline: str
     ratio: str
     target: str
-    met: bool | None  # None: not measured (error)
+    met: bool | None  # None: not measured (error), or a floor (target FLOOR)
+
+
+FLOOR = "(floor)"  # the target column of a floor: a yardstick (bench/floors.py), no target
+
+
+def mark(row: Row, missed: str) -> str:
+    if row.target == FLOOR:
+        return "floor"
+    return {True: "met", False: missed, None: "not measured"}[row.met]
 
 
 @dataclass
@@ -70,9 +80,8 @@ class Report:
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
-        mark = {True: "met", False: "MISSED", None: "n/a"}[row.met]
         print(f"  [{row.item}] {row.what}: {row.syncfs} vs {row.baseline} -> {row.ratio} "
-              f"(target {row.target}: {mark})", flush=True)
+              f"(target {row.target}: {mark(row, 'MISSED')})", flush=True)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -82,8 +91,8 @@ class Report:
         lines = ["| # | measure | syncfs | baseline | ratio | target | |",
                  "|---|---|---|---|---|---|---|"]
         for r in self.rows:
-            mark = {True: "met", False: "**missed**", None: "not measured"}[r.met]
-            lines.append(f"| {r.item} | {r.what} | {r.syncfs} | {r.baseline} | {r.ratio} | {r.target} | {mark} |")
+            lines.append(f"| {r.item} | {r.what} | {r.syncfs} | {r.baseline} | {r.ratio} | {r.target} "
+                         f"| {mark(r, '**missed**')} |")
         return "\n".join(lines)
 
 
@@ -338,7 +347,7 @@ class Bench:
         self.tail_size = tail_size
         self.report = report
         self.clusters: list[Cluster] = []
-        self.baselines: list[TcpBaseline] = []
+        self.baselines: list[TcpBaseline | TlsFloor | MinimalFuse] = []
 
     # resources, always released by close_all() ---------------------------------------
 
@@ -363,7 +372,17 @@ class Bench:
         self.baselines.append(b)
         return b
 
-    def finish_baseline(self, b: TcpBaseline) -> None:
+    def tls_floor(self, name: str, chunk: bytes = b"") -> TlsFloor:
+        f = TlsFloor(self.top / name, BASELINE_HOST, chunk)
+        self.baselines.append(f)
+        return f
+
+    def fuse_floor(self, name: str) -> MinimalFuse:
+        f = MinimalFuse(self.top / name)
+        self.baselines.append(f)
+        return f
+
+    def finish_baseline(self, b: TcpBaseline | TlsFloor | MinimalFuse) -> None:
         b.close()
         self.baselines.remove(b)
 
@@ -439,11 +458,23 @@ class Bench:
         t_one = statistics.median(r["time"] for r in ones)
 
         b = self.baseline("tcp")
-        t_tcp, runs = b.median(b"".join(random_blocks(1, size)), 5)
+        same_bytes = b"".join(random_blocks(1, size))
+        t_tcp, runs = b.median(same_bytes, 5)
         self.finish_baseline(b)
+        f = self.tls_floor("tls")
+        tls_runs = [f.copy(same_bytes) for _ in range(5)]
+        t_tls = statistics.median(tls_runs)
+        self.finish_baseline(f)
+        del same_bytes
         self.report.add(Row(
             "1", f"256 MiB file, 1 receiver: close() to complete (median of {SYNC_RUNS})", secs(t_one),
             f"{secs(t_tcp)} (TCP copy, median of 5)", f"{t_one / t_tcp:.2f}", "≤ 1.5", t_one / t_tcp <= 1.5))
+        self.report.add(Row(
+            "1f", "floor of 1: the same bytes over TLS 1.3, each MiB hashed (blake3) by sender and receiver, "
+            "no syncfs code (median of 5)", secs(t_tls), f"{secs(t_tcp)} (TCP copy, item 1)",
+            f"{t_tls / t_tcp:.2f}", FLOOR, None))
+        self.report.note(f"1f: TLS copies {', '.join(secs(t) for t in tls_runs)}; syncfs (item 1) takes "
+                         f"{t_one / t_tls:.2f}× this floor")
         r = sorted(ones, key=lambda r: r["time"])[len(ones) // 2]
         self.report.note(
             f"1: runs {', '.join(secs(r['time']) for r in ones)}; TCP copies {', '.join(secs(t) for t in runs)}. "
@@ -596,13 +627,22 @@ class Bench:
         b = self.baseline("tcp-chunk")
         t_chunk, runs = b.median(os.urandom(MiB), 5)
         self.finish_baseline(b)
+        f = self.tls_floor("tls-chunk", os.urandom(768 * KiB))  # the middle of the last chunks' sizes
+        fetches = f.fetches(self.runs)
+        self.finish_baseline(f)
         t_tail = statistics.median(times)
         self.report.add(Row("6b", f"4 KiB read at the end of a fresh {label} file (--on-demand, reader just "
                             f"restarted; median of {self.runs})", secs(t_tail),
                             f"{secs(t_chunk)} (TCP copy of 1 MiB, median of 5)", f"{t_tail / t_chunk:.2f}",
                             "≤ 3", t_tail / t_chunk <= 3))
+        t_fetch = statistics.median(fetches)
+        self.report.add(Row("6bf", "floor of 6b: one 768 KiB chunk asked for and answered over an open TLS 1.3 "
+                            "link, read and hashed by the holder, hashed and written by the asker, no FUSE "
+                            f"(median of {self.runs})", secs(t_fetch), f"{secs(t_chunk)} (TCP copy of 1 MiB)",
+                            f"{t_fetch / t_chunk:.2f}", FLOOR, None))
         self.report.note(f"6b: reads {', '.join(secs(t) for t in times)}; moved {', '.join(mib(m) for m in moved)}; "
-                         f"TCP copies {', '.join(secs(t) for t in runs)}")
+                         f"TCP copies {', '.join(secs(t) for t in runs)}; floor fetches "
+                         f"{', '.join(secs(t) for t in fetches)}")
         self.finish_cluster(c)
 
     # 3 alone, repeated: each run measures the disk right before the mount
@@ -617,13 +657,21 @@ class Bench:
         blocks = [rng.randbytes(BLOCK) for _ in range(size // BLOCK)]
         c = self.cluster("rw")
         p1 = c.add_peer()
+        floor = self.fuse_floor("fuse-floor")
         writes, reads, dropped = [], [], True
+        floor_writes, floor_reads = [], []
         for run in range(self.runs):
             disk = self.top / "disk.bin"
             t_dw = write_file(disk, blocks, fsync=True)
             dropped = drop_caches() and dropped
             t_dr = read_file(disk)[1]
             disk.unlink()
+            t_fw = write_file(floor.path("rw.bin"), blocks, fsync=True)
+            dropped = drop_caches() and dropped
+            t_fr = read_file(floor.path("rw.bin"))[1]
+            os.unlink(floor.path("rw.bin"))
+            floor_writes.append((t_dw / t_fw, size / t_dw, size / t_fw))
+            floor_reads.append((t_dr / t_fr, size / t_dr, size / t_fr))
             name = f"rw-{run}.bin"
             t_mw = write_file(p1.path(name), blocks, fsync=True)
             wait_status(p1, lambda s: not s["outbox"], "outbox empty", timeout=120)  # committed
@@ -633,15 +681,25 @@ class Bench:
             os.unlink(p1.path(name))
             writes.append((t_dw / t_mw, size / t_dw, size / t_mw))
             reads.append((t_dr / t_mr, size / t_dr, size / t_mr))
-        for item, what, runs, target in (("3a", "sequential write", writes, 0.9), ("3b", "cold sequential read", reads, 0.6)):
+        self.finish_baseline(floor)
+        for item, what, runs, target, floors in (("3a", "sequential write", writes, 0.9, floor_writes),
+                                                 ("3b", "cold sequential read", reads, 0.6, floor_reads)):
             ratio = statistics.median(r[0] for r in runs)
             self.report.add(Row(item, f"{what} of {label} (1 MiB blocks{', fsync+close' if item == '3a' else ''}), "
                                 f"paired with the disk, median ratio of {self.runs}",
                                 f"{statistics.median(r[2] for r in runs) / MiB:.0f} MiB/s",
                                 f"{statistics.median(r[1] for r in runs) / MiB:.0f} MiB/s (disk)", f"{ratio:.2f}",
                                 f"≥ {target}", ratio >= target))
+            floor_ratio = statistics.median(r[0] for r in floors)
+            self.report.add(Row(f"{item}f", f"floor of {item}: the same through a minimal pyfuse3 passthrough "
+                                "(bench/floors.py), paired with the disk",
+                                f"{statistics.median(r[2] for r in floors) / MiB:.0f} MiB/s",
+                                f"{statistics.median(r[1] for r in floors) / MiB:.0f} MiB/s (disk)",
+                                f"{floor_ratio:.2f}", FLOOR, None))
             self.report.note(f"{item}: runs (ratio, disk MiB/s, mount MiB/s): "
-                             + "; ".join(f"{r[0]:.2f}, {r[1] / MiB:.0f}, {r[2] / MiB:.0f}" for r in runs))
+                             + "; ".join(f"{r[0]:.2f}, {r[1] / MiB:.0f}, {r[2] / MiB:.0f}" for r in runs)
+                             + "; minimal passthrough runs (ratio, its MiB/s): "
+                             + "; ".join(f"{r[0]:.2f}, {r[2] / MiB:.0f}" for r in floors))
         if not dropped:
             self.report.note("3: could not write /proc/sys/vm/drop_caches (not root?): the reads were not cold")
         self.finish_cluster(c)
