@@ -36,9 +36,11 @@ class FrameDecoder:
                 raise FrameTooLarge(length, self.max_frame)
             if len(self._buf) < HEADER.size + length:
                 return
-            body = bytes(self._buf[HEADER.size : HEADER.size + length])
+            # decoded in place: a chunk's bytes are copied once (by msgpack), not three times
+            with memoryview(self._buf) as view:
+                payload = decode_body(view[HEADER.size : HEADER.size + length])
             del self._buf[: HEADER.size + length]
-            yield decode_body(body)
+            yield payload
 
     @property
     def pending(self) -> int:
@@ -46,7 +48,7 @@ class FrameDecoder:
         return len(self._buf)
 
 
-def decode_body(body: bytes) -> dict[str, Any]:
+def decode_body(body: bytes | memoryview) -> dict[str, Any]:
     try:
         payload = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises many types for garbage
