@@ -42,6 +42,10 @@ class Partial:
     present: set[int]
     offsets: list[int] = dataclasses.field(default_factory=list)
     inflight: dict[int, trio.Event] = dataclasses.field(default_factory=dict)
+    # verified chunks fetched for a read, given to it before they are in the data file;
+    # each is in ``writing`` (set once written and present, or failed) until then
+    fresh: dict[int, bytes] = dataclasses.field(default_factory=dict)
+    writing: dict[int, trio.Event] = dataclasses.field(default_factory=dict)
     unsynced: list[int] = dataclasses.field(default_factory=list)
     record_lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
     filling: bool = False
@@ -69,6 +73,24 @@ class Partial:
 
     def missing(self) -> list[int]:
         return [i for i in range(len(self.row.entry.chunks)) if i not in self.present]
+
+    def readable(self, i: int) -> bool:
+        """Chunk ``i`` can be read: present in the data file, or fresh."""
+        return i in self.present or i in self.fresh
+
+    def read(self, fd: int, offset: int, size: int) -> bytes:
+        """Bytes [offset, offset+size) of chunks that are all readable: fresh ones from
+        memory, the others from the data file behind ``fd``."""
+        if not self.fresh:
+            return os.pread(fd, size, offset)
+        end = min(offset + size, self.row.entry.size)
+        out = bytearray()
+        for i in self.covering(offset, size):
+            start = self.offsets[i]
+            lo, hi = max(offset, start), min(end, start + self.row.entry.chunks[i].length)
+            data = self.fresh.get(i)
+            out += data[lo - start:hi - start] if data is not None else os.pread(fd, hi - lo, lo)
+        return bytes(out)
 
     def covering(self, offset: int, size: int) -> range:
         """Indices of the chunks that hold bytes [offset, offset+size)."""
@@ -135,28 +157,33 @@ class Downloader:
 
     # -- reading and filling -------------------------------------------------------------
 
-    async def ensure(self, p: Partial, indices: Iterable[int], timeout: float) -> None:
-        """Wait until the chunks ``indices`` of ``p`` are present, fetching them now.
+    async def ensure(self, p: Partial, indices: Iterable[int], timeout: float, *, for_read: bool = False) -> None:
+        """Wait until the chunks ``indices`` of ``p`` are present, fetching them now;
+        ``for_read``: or fresh (``Partial.read`` then gives them before they are written).
 
         Raises ChunkUnavailable when they cannot be had within ``timeout`` seconds.
         """
-        wanted = [i for i in indices if i not in p.present]
+        done = p.readable if for_read else p.present.__contains__
+        wanted = [i for i in indices if not done(i)]
         if not wanted:
             return
         with trio.move_on_after(timeout) as scope:
-            async with trio.open_nursery() as nursery:
-                for i in wanted:
-                    nursery.start_soon(self._ensure_patiently, p, i)
+            if len(wanted) == 1:
+                await self._ensure_patiently(p, wanted[0], for_read)
+            else:
+                async with trio.open_nursery() as nursery:
+                    for i in wanted:
+                        nursery.start_soon(self._ensure_patiently, p, i, for_read)
         if scope.cancelled_caught:
-            missing = [i for i in wanted if i not in p.present]
+            missing = [i for i in wanted if not done(i)]
             raise ChunkUnavailable(p.row.entry.chunks[missing[0]].digest,
                                    f"{p.path}: not fetched within {timeout:g}s ({p.last_error or 'no holder online'})")
 
-    async def _ensure_patiently(self, p: Partial, i: int) -> None:
+    async def _ensure_patiently(self, p: Partial, i: int, for_read: bool = False) -> None:
         delay = 0.05
-        while i not in p.present and not p.cancelled:
+        while not (p.readable(i) if for_read else i in p.present) and not p.cancelled:
             try:
-                await self._ensure_one(p, i)
+                await self._ensure_one(p, i, for_read)
             except ChunkUnavailable as exc:
                 p.last_error = exc.why
                 await trio.sleep(delay)
@@ -212,22 +239,26 @@ class Downloader:
         except OSError as exc:  # read-ahead is best effort; the read itself reports errors
             log.info("read-ahead of %s stopped: %s", p.path, exc)
 
-    async def _ensure_one(self, p: Partial, i: int) -> None:
+    async def _ensure_one(self, p: Partial, i: int, for_read: bool = False) -> None:
         while i not in p.present:
+            if for_read and i in p.fresh:
+                return
             if p.cancelled:
                 raise ChunkUnavailable(p.row.entry.chunks[i].digest, f"{p.path}: replaced by a newer version")
             busy = p.inflight.get(i)
+            if busy is None:
+                busy = p.writing.get(i)
             if busy is not None:
                 await busy.wait()
                 continue
             done = p.inflight[i] = trio.Event()
             try:
-                await self._fetch_into(p, i)
+                await self._fetch_into(p, i, for_read)
             finally:
                 del p.inflight[i]
                 done.set()
 
-    async def _fetch_into(self, p: Partial, i: int) -> None:
+    async def _fetch_into(self, p: Partial, i: int, for_read: bool = False) -> None:
         chunk = p.row.entry.chunks[i]
         async with self._limit:
             data = await self.read_local_chunk(chunk.digest, chunk.length)
@@ -246,7 +277,38 @@ class Downloader:
                 return
             path = self.store.data_path(p.data_id)
             self.store.ensure_room(len(data))  # the sparse file grows by at most this
+            if for_read and self.nursery is not None:
+                # the read need not wait for the write (about 1 ms for 1 MiB): it gets
+                # these verified bytes from memory, and the chunk is present once written
+                p.fresh[i] = data
+                p.writing[i] = trio.Event()
+                self.nursery.start_soon(self._write_fresh, p, i)
+                return
             await trio.to_thread.run_sync(_write_at, path, data, p.offsets[i])
+        await self._written(p, i)
+
+    async def _write_fresh(self, p: Partial, i: int) -> None:
+        try:
+            if p.cancelled:
+                return
+            await trio.to_thread.run_sync(_write_at, self.store.data_path(p.data_id), p.fresh[i], p.offsets[i])
+            await self._written(p, i)
+        except (OSError, sqlite3.Error) as exc:
+            if not p.cancelled:
+                log.warning("could not keep a fetched chunk of %s (it is fetched again when needed): %s",
+                            p.path, exc)
+        finally:
+            del p.fresh[i]  # after present.add: a reader always finds it in one of them
+            p.writing.pop(i).set()
+
+    async def quiesce(self, data_id: int) -> None:
+        """Wait until no fetched chunk is still being written into ``data_id``'s file."""
+        p = self.partials.get(data_id)
+        while p is not None and p.writing:
+            await next(iter(p.writing.values())).wait()
+
+    async def _written(self, p: Partial, i: int) -> None:
+        """Chunk ``i`` is in the data file: present now, recorded soon."""
         p.present.add(i)
         p.unsynced.append(i)
         if p.complete:

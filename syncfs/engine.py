@@ -281,6 +281,9 @@ class Engine:
             raise FsError(errno.ESTALE, "replaced by a remote change")
         if writable:
             if flags & os.O_TRUNC:
+                # a chunk fetched for a read and still being written would land on the
+                # truncated file: let it finish first
+                await self.downloader.quiesce(node.data_id)  # type: ignore[arg-type]
                 self.downloader.drop(node.data_id)  # type: ignore[arg-type]
             else:
                 await self._complete_for_write(node)
@@ -955,13 +958,13 @@ class Engine:
         if partial is not None and partial.complete:
             partial = None
         if partial is not None and self.paused == "hard" and not all(
-            i in partial.present for i in partial.covering(offset, size)
+            partial.readable(i) for i in partial.covering(offset, size)
         ):
             raise FsError(errno.EIO, "transfers are paused (--hard); run 'syncfs resume'")
         if partial is not None:
             needed = partial.covering(offset, size)
             try:
-                await self.downloader.ensure(partial, needed, self.fetch_timeout)
+                await self.downloader.ensure(partial, needed, self.fetch_timeout, for_read=True)
             except ChunkUnavailable as exc:
                 self.note_error(f"read of {partial.path} failed: {exc.why}")
                 raise FsError(errno.EIO, exc.why) from None
@@ -969,6 +972,8 @@ class Engine:
                 self.downloader.read_ahead(self._nursery, partial, needed[-1])
         # in the loop, not a worker thread: for the kernel's 1 MiB read-ahead requests the
         # hand-off cost more than it saved (bench/RESULTS.md, paired runs)
+        if partial is not None:
+            return partial.read(handle.fd, offset, size)
         return os.pread(handle.fd, size, offset)
 
     def write(self, handle: "Handle", offset: int, data: bytes) -> int:
