@@ -27,7 +27,7 @@ from .identity import Identity
 from .protocol import PROTO_NAME, PROTO_VERSION, auth
 from .protocol.framing import DEFAULT_MAX_FRAME
 from .protocol.messages import Accept, Auth, Challenge, Hello, Reject
-from .wire import FramedStream
+from .wire import BulkReceive, FramedStream
 
 HANDSHAKE_TIMEOUT = 10.0
 TLS_TIMEOUT = 10.0
@@ -105,9 +105,13 @@ async def _tls_handshake(tls: trio.SSLStream, what: str) -> None:
         raise HandshakeFailed(f"TLS handshake with {what} failed: {cause or type(cause).__name__}") from None
 
 
+def _transport(stream: trio.abc.Stream) -> trio.abc.Stream:
+    return BulkReceive(stream) if isinstance(stream, trio.SocketStream) else stream
+
+
 async def tls_connect(stream: trio.abc.Stream, ctx: ssl.SSLContext, expect_id: str, what: str) -> trio.SSLStream:
     """TLS client over ``stream``; the server's certificate must have fingerprint ``expect_id``."""
-    tls = trio.SSLStream(stream, ctx, server_hostname=None)
+    tls = trio.SSLStream(_transport(stream), ctx, server_hostname=None)
     await _tls_handshake(tls, what)
     got = peer_id_of(tls)
     if got != expect_id:
@@ -120,7 +124,7 @@ async def tls_connect(stream: trio.abc.Stream, ctx: ssl.SSLContext, expect_id: s
 
 
 async def tls_accept(stream: trio.abc.Stream, ctx: ssl.SSLContext, what: str) -> trio.SSLStream:
-    tls = trio.SSLStream(stream, ctx, server_side=True)
+    tls = trio.SSLStream(_transport(stream), ctx, server_side=True)
     await _tls_handshake(tls, what)
     return tls
 
