@@ -46,6 +46,9 @@ class Partial:
     # each is in ``writing`` (set once written and present, or failed) until then
     fresh: dict[int, bytes] = dataclasses.field(default_factory=dict)
     writing: dict[int, trio.Event] = dataclasses.field(default_factory=dict)
+    # chunk writes into the data file running in worker threads, and their end
+    writes_running: int = 0
+    writes_idle: trio.Event = dataclasses.field(default_factory=trio.Event)
     unsynced: list[int] = dataclasses.field(default_factory=list)
     record_lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
     filling: bool = False
@@ -165,17 +168,21 @@ class Downloader:
         """
         done = p.readable if for_read else p.present.__contains__
         wanted = [i for i in indices if not done(i)]
-        if not wanted:
-            return
-        with trio.move_on_after(timeout) as scope:
-            if len(wanted) == 1:
-                await self._ensure_patiently(p, wanted[0], for_read)
-            else:
-                async with trio.open_nursery() as nursery:
-                    for i in wanted:
-                        nursery.start_soon(self._ensure_patiently, p, i, for_read)
-        if scope.cancelled_caught:
-            missing = [i for i in wanted if not done(i)]
+        with trio.move_on_after(timeout):
+            # again until all are there at once: a fresh chunk whose write failed while
+            # another chunk of the same read was on its way is neither fresh nor present
+            while wanted and not p.cancelled:
+                if len(wanted) == 1:
+                    await self._ensure_patiently(p, wanted[0], for_read)
+                else:
+                    async with trio.open_nursery() as nursery:
+                        for i in wanted:
+                            nursery.start_soon(self._ensure_patiently, p, i, for_read)
+                wanted = [i for i in wanted if not done(i)]
+        missing = [i for i in wanted if not done(i)]
+        if missing and p.cancelled:
+            raise ChunkUnavailable(p.row.entry.chunks[missing[0]].digest, f"{p.path}: replaced by a newer version")
+        if missing:
             raise ChunkUnavailable(p.row.entry.chunks[missing[0]].digest,
                                    f"{p.path}: not fetched within {timeout:g}s ({p.last_error or 'no holder online'})")
 
@@ -275,7 +282,6 @@ class Downloader:
                 await self._throttle(len(data))
             if p.cancelled:
                 return
-            path = self.store.data_path(p.data_id)
             self.store.ensure_room(len(data))  # the sparse file grows by at most this
             if for_read and self.nursery is not None:
                 # the read need not wait for the write (about 1 ms for 1 MiB): it gets
@@ -284,16 +290,27 @@ class Downloader:
                 p.writing[i] = trio.Event()
                 self.nursery.start_soon(self._write_fresh, p, i)
                 return
-            await trio.to_thread.run_sync(_write_at, path, data, p.offsets[i])
+            await self._write_chunk(p, i, data)
         await self._written(p, i)
+
+    async def _write_chunk(self, p: Partial, i: int, data: bytes) -> None:
+        """Write chunk ``i`` into ``p``'s data file (counted: ``stop`` waits for it)."""
+        p.writes_running += 1
+        try:
+            await trio.to_thread.run_sync(_write_at, self.store.data_path(p.data_id), data, p.offsets[i])
+        finally:
+            p.writes_running -= 1
+            if not p.writes_running:
+                idle, p.writes_idle = p.writes_idle, trio.Event()
+                idle.set()
 
     async def _write_fresh(self, p: Partial, i: int) -> None:
         try:
             if p.cancelled:
                 return
-            await trio.to_thread.run_sync(_write_at, self.store.data_path(p.data_id), p.fresh[i], p.offsets[i])
+            await self._write_chunk(p, i, p.fresh[i])
             await self._written(p, i)
-        except (OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # noqa: BLE001 - in the engine's nursery: never end the mount
             if not p.cancelled:
                 log.warning("could not keep a fetched chunk of %s (it is fetched again when needed): %s",
                             p.path, exc)
@@ -301,11 +318,20 @@ class Downloader:
             del p.fresh[i]  # after present.add: a reader always finds it in one of them
             p.writing.pop(i).set()
 
-    async def quiesce(self, data_id: int) -> None:
-        """Wait until no fetched chunk is still being written into ``data_id``'s file."""
-        p = self.partials.get(data_id)
-        while p is not None and p.writing:
-            await next(iter(p.writing.values())).wait()
+    async def stop(self, data_id: int | None) -> None:
+        """Drop ``data_id``'s partial, once no chunk write into its file is still running
+        (so that none lands on the file after a program truncated or rewrote it)."""
+        p = self.partials.get(data_id) if data_id is not None else None
+        if p is None:
+            return
+        p.cancelled = True  # no write starts from now on
+        while p.writing or p.writes_running:
+            if p.writing:
+                await next(iter(p.writing.values())).wait()
+            else:
+                await p.writes_idle.wait()
+        if self.partials.get(data_id) is p:
+            self.drop(data_id)  # type: ignore[arg-type]
 
     async def _written(self, p: Partial, i: int) -> None:
         """Chunk ``i`` is in the data file: present now, recorded soon."""

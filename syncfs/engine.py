@@ -281,12 +281,12 @@ class Engine:
             raise FsError(errno.ESTALE, "replaced by a remote change")
         if writable:
             if flags & os.O_TRUNC:
-                # a chunk fetched for a read and still being written would land on the
-                # truncated file: let it finish first
-                await self.downloader.quiesce(node.data_id)  # type: ignore[arg-type]
-                self.downloader.drop(node.data_id)  # type: ignore[arg-type]
+                # a chunk still being written would land on the truncated file
+                await self.downloader.stop(node.data_id)
             else:
                 await self._complete_for_write(node)
+            if ino in self.gone_remotely:  # replaced while we waited
+                raise FsError(errno.ESTALE, "replaced by a remote change")
             node = self.node(ino)
         handle = self._open_handle(node, writable)
         if writable and flags & os.O_TRUNC:
@@ -468,9 +468,12 @@ class Engine:
             raise FsError(errno.ENOENT, "file was deleted")
         if size is not None and node.kind is Kind.FILE:
             if size == 0:
-                self.downloader.drop(node.data_id)  # type: ignore[arg-type]
+                await self.downloader.stop(node.data_id)  # no chunk write may land after it
             else:
                 await self._complete_for_write(node)
+            if self.store.find(ino) is None or ino in self.gone_remotely:  # while we waited
+                raise FsError(errno.ESTALE, "replaced by a remote change")
+            node = self.node(ino)
         fields: dict[str, object] = {}
         if mode is not None:
             fields["mode"] = mode & 0o7777
@@ -973,6 +976,9 @@ class Engine:
         # in the loop, not a worker thread: for the kernel's 1 MiB read-ahead requests the
         # hand-off cost more than it saved (bench/RESULTS.md, paired runs)
         if partial is not None:
+            if not all(partial.readable(i) for i in partial.covering(offset, size)):
+                # replaced or deleted while we waited: never hand out unverified holes
+                raise FsError(errno.EIO, f"{partial.path} was replaced before it was fetched")
             return partial.read(handle.fd, offset, size)
         return os.pread(handle.fd, size, offset)
 
@@ -992,6 +998,8 @@ class Engine:
         try:
             await self.downloader.complete(partial, self.fetch_timeout)
         except ChunkUnavailable as exc:
+            if partial.cancelled:  # replaced or truncated meanwhile: open what is there now
+                raise FsError(errno.ESTALE, "replaced while it was completed") from None
             self.note_error(f"could not complete {partial.path} for writing: {exc.why}")
             raise FsError(errno.EIO, exc.why) from None
 

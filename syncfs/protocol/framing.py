@@ -37,8 +37,8 @@ class FrameDecoder:
             if len(self._buf) < HEADER.size + length:
                 return
             # decoded in place: a chunk's bytes are copied once (by msgpack), not three times
-            with memoryview(self._buf) as view:
-                payload = decode_body(view[HEADER.size : HEADER.size + length])
+            with memoryview(self._buf) as view, view[HEADER.size : HEADER.size + length] as body:
+                payload = decode_body(body)
             del self._buf[: HEADER.size + length]
             yield payload
 
