@@ -105,13 +105,15 @@ async def _tls_handshake(tls: trio.SSLStream, what: str) -> None:
         raise HandshakeFailed(f"TLS handshake with {what} failed: {cause or type(cause).__name__}") from None
 
 
-def _transport(stream: trio.abc.Stream) -> trio.abc.Stream:
-    return BulkReceive(stream) if isinstance(stream, trio.SocketStream) else stream
+def _transport(stream: trio.abc.Stream, bulk: bool) -> trio.abc.Stream:
+    # bulk: chunk links; the tracker's links carry small messages and keep trio's reads
+    return BulkReceive(stream) if bulk and isinstance(stream, trio.SocketStream) else stream
 
 
-async def tls_connect(stream: trio.abc.Stream, ctx: ssl.SSLContext, expect_id: str, what: str) -> trio.SSLStream:
+async def tls_connect(stream: trio.abc.Stream, ctx: ssl.SSLContext, expect_id: str, what: str, *,
+                      bulk: bool = False) -> trio.SSLStream:
     """TLS client over ``stream``; the server's certificate must have fingerprint ``expect_id``."""
-    tls = trio.SSLStream(_transport(stream), ctx, server_hostname=None)
+    tls = trio.SSLStream(_transport(stream, bulk), ctx, server_hostname=None)
     await _tls_handshake(tls, what)
     got = peer_id_of(tls)
     if got != expect_id:
@@ -123,8 +125,9 @@ async def tls_connect(stream: trio.abc.Stream, ctx: ssl.SSLContext, expect_id: s
     return tls
 
 
-async def tls_accept(stream: trio.abc.Stream, ctx: ssl.SSLContext, what: str) -> trio.SSLStream:
-    tls = trio.SSLStream(_transport(stream), ctx, server_side=True)
+async def tls_accept(stream: trio.abc.Stream, ctx: ssl.SSLContext, what: str, *,
+                     bulk: bool = False) -> trio.SSLStream:
+    tls = trio.SSLStream(_transport(stream, bulk), ctx, server_side=True)
     await _tls_handshake(tls, what)
     return tls
 

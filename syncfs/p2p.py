@@ -163,7 +163,7 @@ class ChunkServer:
         scope = trio.CancelScope()
         try:
             with self._handshakes.hold(remote) as slot, slot, trio.fail_after(HANDSHAKE_DEADLINE):
-                tls = await tls_accept(stream, self.pool.server_tls, remote)
+                tls = await tls_accept(stream, self.pool.server_tls, remote, bulk=True)
                 link.stream = tls
                 client_id = peer_id_of(tls) or ""
                 who = f"{client_id[:16]} ({remote})"
@@ -373,7 +373,8 @@ class PeerPool:
             link = FramedStream(stream)
             try:
                 with trio.fail_after(HANDSHAKE_DEADLINE):
-                    link.stream = await tls_connect(stream, self.client_tls, info.peer_id, f"peer {info.peer_id[:16]}")
+                    link.stream = await tls_connect(stream, self.client_tls, info.peer_id, f"peer {info.peer_id[:16]}",
+                                                    bulk=True)
                     await p2p_hello(link, self.me)
                 return link
             except LinkClosed as exc:

@@ -79,3 +79,42 @@ def test_small_frames_pipelined_over_tls_are_all_received(tmp_path):
             assert got == [Get(w) for w in wanted]
 
     trio.run(main)
+
+
+def test_chunk_links_read_their_socket_in_large_pieces(tmp_path):
+    """TLS over a real socket: a bulk (chunk) link's transport hands out up to 1 MiB per
+    read of what waits in the socket; the tracker's kind keeps trio's 64 KiB."""
+    from syncfs.wire import TRANSPORT_RECEIVE_SIZE, BulkReceive
+
+    server_id = identity_on_disk(tmp_path, "server")
+    payload = os.urandom(3 << 20)
+
+    async def one(bulk: bool) -> int:
+        a, b = trio.socket.socketpair()
+        left, right = trio.SocketStream(a), trio.SocketStream(b)
+        for s in (a, b):
+            s.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4 << 20)
+            s.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 4 << 20)
+        async with trio.open_nursery() as nursery:
+            accepted: list = []
+
+            async def accept() -> None:
+                accepted.append(await tls_accept(left, server_context(server_id), "client", bulk=bulk))
+
+            nursery.start_soon(accept)
+            client = await tls_connect(right, client_context(), server_id.id, "server", bulk=bulk)
+        server = accepted[0]
+        assert isinstance(server.transport_stream, BulkReceive) == bulk
+        await client.send_all(payload)
+        await trio.sleep(0.05)  # all of it waits in the socket
+        piece = await server.transport_stream.receive_some()
+        for s in (client, server):
+            await trio.aclose_forcefully(s)
+        return len(piece)
+
+    async def main() -> None:
+        with trio.fail_after(DEADLINE):
+            assert await one(bulk=False) <= 64 * 1024
+            assert 64 * 1024 < await one(bulk=True) <= TRANSPORT_RECEIVE_SIZE
+
+    trio.run(main)
