@@ -125,6 +125,9 @@ def _peer_options(p: argparse.ArgumentParser) -> None:
 
 
 def check_sync_dir(directory: Path) -> None:
+    # not made here: a mistyped name would otherwise fill a new directory with the share
+    if not directory.exists():
+        raise ConfigError(f"{directory} does not exist: create it first (mkdir), then run syncfs sync again")
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory")
     if os.path.ismount(directory) and _is_syncfs_mount(directory):

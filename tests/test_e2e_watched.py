@@ -302,3 +302,14 @@ def test_a_directory_deleted_elsewhere_keeps_what_only_this_directory_has(cluste
     assert (s.mnt / "d" / ".a.txt.swp").exists()
     wait_for(lambda: (p1.mnt / "d").is_dir(), what="d committed again by s1")
     assert os.listdir(s.mnt / "d") == [".a.txt.swp"] and os.listdir(p1.mnt / "d") == []
+
+
+def test_a_missing_or_non_directory_is_refused_clearly(cluster: Cluster, tmp_path) -> None:
+    cluster.add_peer()
+    token = cluster.tracker.token
+    missing = syncfs_cli("sync", str(tmp_path / "nope"), "--tracker", token)
+    assert missing.returncode != 0 and "does not exist: create it first" in missing.stderr
+    assert not (tmp_path / "nope").exists()
+    (tmp_path / "file").write_text("x")
+    a_file = syncfs_cli("sync", str(tmp_path / "file"), "--tracker", token)
+    assert a_file.returncode != 0 and "is not a directory" in a_file.stderr
