@@ -40,6 +40,25 @@ from syncfs.identity import Identity  # noqa: E402
 PIECE = 1 << 20
 SIZE = struct.Struct(">Q")
 
+
+def start_script(script: str, *args: str) -> subprocess.Popen:
+    """``script`` in a Python process of its own group, talking on stdout; see ``end``."""
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, start_new_session=True)
+
+
+def first_line(proc: subprocess.Popen) -> bytes:
+    """What ``proc`` printed first (its port, or that it is ready); empty if it died."""
+    return proc.stdout.readline().strip() if proc.stdout else b""
+
+
+def end(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` and everything it started."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
 # The far end of TlsFloor: "C" + size receives a copy (hash, write, ack); "G" + size
 # serves that many bytes of the file it was given, read and hashed, once per request.
 _FAR_END = r"""
@@ -113,13 +132,9 @@ class TlsFloor:
         self.chunk_file.write_bytes(chunk)
         self.chunk_len = len(chunk)
         Identity.load_or_create(workdir / "id")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _FAR_END, str(ROOT), str(workdir / "id"), str(self.dest),
-             str(self.chunk_file), host],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True,
-        )
-        line = self.proc.stdout.readline() if self.proc.stdout else b""
-        if not line.strip():
+        self.proc = start_script(_FAR_END, str(ROOT), str(workdir / "id"), str(self.dest), str(self.chunk_file), host)
+        line = first_line(self.proc)
+        if not line:
             self.close()
             raise RuntimeError("the TLS floor's far end did not start")
         self.addr = (host, int(line))
@@ -177,10 +192,7 @@ class TlsFloor:
         return times[1:]
 
     def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
+        end(self.proc)
         for f in (self.dest, self.chunk_file, self.workdir / "tls-fetched.bin"):
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
@@ -280,11 +292,10 @@ class MinimalFuse:
         self.back = workdir / "back"
         self.mnt.mkdir(parents=True, exist_ok=True)
         self.back.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([sys.executable, "-c", _MINIMAL_FUSE, str(self.mnt), str(self.back)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
-        line = self.proc.stdout.readline() if self.proc.stdout else b""
+        self.proc = start_script(_MINIMAL_FUSE, str(self.mnt), str(self.back))
+        line = first_line(self.proc)
         deadline = time.monotonic() + 10
-        while line.strip() == b"ready" and not os.path.ismount(self.mnt) and time.monotonic() < deadline:
+        while line == b"ready" and not os.path.ismount(self.mnt) and time.monotonic() < deadline:
             time.sleep(0.01)
         if not os.path.ismount(self.mnt):
             self.close()
@@ -298,7 +309,4 @@ class MinimalFuse:
             done = subprocess.run(["fusermount3", "-u", str(self.mnt)], capture_output=True, timeout=30)
             if done.returncode:
                 subprocess.run(["fusermount3", "-uz", str(self.mnt)], capture_output=True, timeout=30)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
+        end(self.proc)

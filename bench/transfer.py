@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 for _p in (ROOT, ROOT / "tests"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
-from floors import MinimalFuse, TlsFloor  # noqa: E402
+from floors import MinimalFuse, TlsFloor, end, first_line, start_script  # noqa: E402
 from harness import Cluster, PeerProc, fuse_unavailable_reason, wait_for  # noqa: E402
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -300,12 +300,9 @@ class TcpBaseline:
     def __init__(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.dest = workdir / "tcp-copy.bin"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", RECEIVER, BASELINE_HOST, str(self.dest)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True,
-        )
-        line = self.proc.stdout.readline() if self.proc.stdout else b""
-        if not line.strip():
+        self.proc = start_script(RECEIVER, BASELINE_HOST, str(self.dest))
+        line = first_line(self.proc)
+        if not line:
             self.close()
             raise RuntimeError("the TCP baseline receiver did not start")
         self.port = int(line)
@@ -328,10 +325,7 @@ class TcpBaseline:
         return statistics.median(times), times
 
     def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
+        end(self.proc)
         with contextlib.suppress(FileNotFoundError):
             self.dest.unlink()
 
