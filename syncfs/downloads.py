@@ -164,7 +164,8 @@ class Downloader:
         """Wait until the chunks ``indices`` of ``p`` are present, fetching them now;
         ``for_read``: or fresh (``Partial.read`` then gives them before they are written).
 
-        Raises ChunkUnavailable when they cannot be had within ``timeout`` seconds.
+        Raises ChunkUnavailable when they cannot be had within ``timeout`` seconds, or ``p``
+        was replaced meanwhile: a return means every one of them is there.
         """
         done = p.readable if for_read else p.present.__contains__
         wanted = [i for i in indices if not done(i)]

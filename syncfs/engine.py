@@ -976,10 +976,7 @@ class Engine:
         # in the loop, not a worker thread: for the kernel's 1 MiB read-ahead requests the
         # hand-off cost more than it saved (bench/RESULTS.md, paired runs)
         if partial is not None:
-            if not all(partial.readable(i) for i in partial.covering(offset, size)):
-                # replaced or deleted while we waited: never hand out unverified holes
-                raise FsError(errno.EIO, f"{partial.path} was replaced before it was fetched")
-            return partial.read(handle.fd, offset, size)
+            return partial.read(handle.fd, offset, size)  # ensure left every chunk readable
         return os.pread(handle.fd, size, offset)
 
     def write(self, handle: "Handle", offset: int, data: bytes) -> int:
