@@ -35,6 +35,13 @@ def test_a_wrong_secret_fails(secret, other, cid, sid, cn, sn, b) -> None:
     assert not auth.check(auth.join_proof(secret, t), auth.join_proof(other, t))
 
 
+def test_secrets_that_differ_only_by_trailing_zero_bytes_differ() -> None:
+    # HMAC zero-pads its key: keyed with the bare secret, these proved the same
+    t = auth.transcript("0" * 64, "0" * 64, bytes(16), bytes(16), b"")
+    assert not auth.check(auth.join_proof(b"\x00", t), auth.join_proof(b"\x00\x00", t))
+    assert not auth.check(auth.join_proof(b"s", t), auth.join_proof(b"s\x00", t))
+
+
 @FAST
 @given(secrets_, ids, ids, nonces, nonces, bindings, ids, nonces, bindings)
 def test_proofs_are_bound_to_every_part(secret, cid, sid, cn, sn, b, x_id, x_nonce, x_b) -> None:

@@ -16,7 +16,7 @@ import struct
 
 NONCE_SIZE = 32
 PROOF_SIZE = 32
-_LABEL = b"syncfs-join-v2"
+_LABEL = b"syncfs-join-v3"
 
 
 def new_nonce() -> bytes:
@@ -31,7 +31,10 @@ def transcript(client_id: str, server_id: str, client_nonce: bytes, server_nonce
 
 
 def join_proof(secret: bytes, transcript_: bytes) -> bytes:
-    return hmac.digest(secret, transcript_, hashlib.sha256)
+    # HMAC pads its key with zero bytes, so "s" and "s\0" would be one key: key it with a
+    # fixed-length digest of the secret instead (v3; v2 keyed it with the secret itself)
+    key = hashlib.sha256(_LABEL + b"/secret\0" + secret).digest()
+    return hmac.digest(key, transcript_, hashlib.sha256)
 
 
 def check(expected: bytes, got: bytes) -> bool:
