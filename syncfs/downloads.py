@@ -146,6 +146,27 @@ class Downloader:
             p.cancelled = True
             self.store.partial_remove(data_id)
 
+    def damaged(self, data_id: int, repair: TableRow, offset: int, length: int, digest: bytes) -> bool:
+        """A chunk of data file ``data_id`` failed its check: fetch it again. Joins the
+        download under way of that file, if any (it counted the chunk present), else starts
+        a repair of the complete version ``repair`` (seq 0). False if no chunk present
+        there is that one."""
+        p = self.partials.get(data_id) or Partial(
+            data_id, repair, set(range(len(repair.entry.chunks))), repair=True, must_fill=True)
+        chunks = p.row.entry.chunks
+        bad = {i for i in p.present
+               if p.offsets[i] == offset and chunks[i].length == length and chunks[i].digest == digest}
+        if not bad:
+            return False
+        p.present -= bad
+        p.unsynced = [i for i in p.unsynced if i not in bad]
+        p.retry_at = 0.0
+        self.partials[data_id] = p
+        present = sorted(i for i in p.present if i not in p.unsynced)
+        self.store.partial_put(data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(present))
+        self.wake.set()
+        return True
+
     def update_holders(self, row: TableRow) -> None:
         for p in self.partials.values():
             if p.path == row.entry.path and p.row.entry.version == row.entry.version:

@@ -1016,20 +1016,13 @@ class Engine:
             if not self.store.unindex_at(data_id, offset, want):
                 return
             node = self.store.node_with_data(data_id)
-            if node is None or node.kind is not Kind.FILE or data_id in self.downloader.partials \
-                    or self._busy(node.ino):
+            if node is None or node.kind is not Kind.FILE or self._busy(node.ino):
                 return
-            offsets = chunking.offsets(node.chunks)
-            bad = [i for i, o in enumerate(offsets)
-                   if o == offset and node.chunks[i].length == length and node.chunks[i].digest == want]
-            if not bad:
-                return
-            self.note_error(f"local copy of {node.path} is damaged at byte {offset} ({why}); fetching it again")
-            row = TableRow(node.entry(), 0, tuple(self.pool.peers))  # seq 0 marks a repair
-            p = self.downloader.add(data_id, row)
-            p.present = set(range(len(node.chunks))) - set(bad)
-            p.repair = p.must_fill = True
-            self.store.partial_put(data_id, msgpack.packb(row.to_wire()), msgpack.packb(sorted(p.present)))
+            # a second damaged chunk of one file, found while the first is fetched again,
+            # joins that repair; seq 0 marks a repair
+            repair = TableRow(node.entry(), 0, tuple(self.pool.peers))
+            if self.downloader.damaged(data_id, repair, offset, length, want):
+                self.note_error(f"local copy of {node.path} is damaged at byte {offset} ({why}); fetching it again")
 
     def _have(self, path: str, version: dict[str, int]) -> None:
         self.store.have_put(path, version)  # kept until the tracker lists us as a holder

@@ -1,0 +1,59 @@
+"""A local chunk that fails its check is fetched again: it starts a repair of a complete
+file, or joins the download or repair already under way (a second damaged chunk)."""
+
+import random
+
+import msgpack
+
+from syncfs.chunking import chunk_bytes, offsets
+from syncfs.downloads import Downloader
+from syncfs.protocol.entries import Entry, Kind
+from syncfs.protocol.messages import TableRow
+
+DATA = random.Random(5).randbytes(4 * 1024 * 1024)
+CHUNKS = chunk_bytes(DATA)
+OFFSETS = offsets(CHUNKS)
+ROW = TableRow(Entry("f", Kind.FILE, size=len(DATA), chunks=tuple(CHUNKS), version={"a": 1}), 0, ("b",))
+
+
+class RecordingStore:
+    def __init__(self):
+        self.recorded = {}
+
+    def partial_put(self, data_id, row, present):
+        self.recorded[data_id] = msgpack.unpackb(present)
+
+
+def damage(d, i):
+    return d.damaged(1, ROW, OFFSETS[i], CHUNKS[i].length, CHUNKS[i].digest)
+
+
+def test_a_damaged_chunk_of_a_complete_file_starts_a_repair_of_just_it():
+    store = RecordingStore()
+    d = Downloader(store, pool=None, on_complete=lambda p: None)
+    assert len(CHUNKS) >= 3
+    assert damage(d, 1)
+    p = d.partials[1]
+    assert p.repair and p.must_fill and p.missing() == [1]
+    assert store.recorded[1] == [i for i in range(len(CHUNKS)) if i != 1]
+
+
+def test_a_second_damaged_chunk_joins_the_repair_under_way():
+    store = RecordingStore()
+    d = Downloader(store, pool=None, on_complete=lambda p: None)
+    assert damage(d, 1)
+    p = d.partials[1]
+    p.retry_at = 10.0  # waiting out a backoff
+    assert damage(d, 2)
+    assert d.partials[1] is p and p.missing() == [1, 2] and p.retry_at == 0.0
+    assert 2 not in store.recorded[1]
+
+
+def test_a_chunk_that_is_not_present_there_changes_nothing():
+    store = RecordingStore()
+    d = Downloader(store, pool=None, on_complete=lambda p: None)
+    assert damage(d, 1)
+    assert not damage(d, 1)  # already being fetched again
+    other = CHUNKS[0]
+    assert not d.damaged(1, ROW, OFFSETS[1], other.length, other.digest)  # not the chunk there
+    assert d.partials[1].missing() == [1]
