@@ -22,7 +22,7 @@ def entry(s: dict, path: str) -> dict | None:
 
 def test_status_json_shows_a_download_growing_then_complete(cluster):
     p1 = cluster.add_peer()
-    p2 = cluster.add_peer(extra_args=["--max-rate", "24M"])
+    p2 = cluster.add_peer(extra_args=["--max-rate", "16M"])
     p1.path("big").write_bytes(os.urandom(64 * MiB))
     seen = []
 
@@ -30,9 +30,13 @@ def test_status_json_shows_a_download_growing_then_complete(cluster):
         f = entry(status(p2), "big")
         if f is not None and f["state"] == "downloading":
             seen.append(f["bytes_present"])
-        return len(set(seen)) >= 2 and seen == sorted(seen)
+        return len(set(seen)) >= 2
 
-    wait_for(progressed, timeout=60, what="growing byte counts on p2")
+    try:
+        wait_for(progressed, timeout=60, what="two byte counts of p2's download")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; counts seen: {seen}; last status: {status(p2)}") from None
+    assert seen == sorted(seen), f"the byte count went down: {seen}"
     wait_for(lambda: entry(status(p2), "big") is None, timeout=60, what="the download to complete")
     final = status(p2)
     assert final["files"] == 1 and final["tracker"]["connected"]
