@@ -74,6 +74,10 @@ class Partial:
     def complete(self) -> bool:
         return len(self.present) == len(self.row.entry.chunks)
 
+    @property
+    def bytes_present(self) -> int:
+        return sum(self.row.entry.chunks[i].length for i in self.present)
+
     def missing(self) -> list[int]:
         return [i for i in range(len(self.row.entry.chunks)) if i not in self.present]
 

@@ -181,6 +181,12 @@ class Engine:
             self.orphans.pop(ino, None)
             self.gone_remotely.discard(ino)
 
+    def bytes_here(self, node: Node) -> int:
+        """How many of ``node``'s bytes this store holds: those of the chunks present, for a
+        file not yet complete here (``du`` shows what an --on-demand mount takes)."""
+        partial = self.downloader.partials.get(node.data_id) if node.data_id is not None else None
+        return node.size if partial is None else partial.bytes_present
+
     def lookup(self, parent: int, name: str) -> Node:
         node = self.store.lookup(parent, name)
         if node is None:
@@ -1021,8 +1027,25 @@ class Engine:
             # a second damaged chunk of one file, found while the first is fetched again,
             # joins that repair; seq 0 marks a repair
             repair = TableRow(node.entry(), 0, tuple(self.pool.peers))
-            if self.downloader.damaged(data_id, repair, offset, length, want):
-                self.note_error(f"local copy of {node.path} is damaged at byte {offset} ({why}); fetching it again")
+            first = data_id not in self.downloader.partials
+            if not self.downloader.damaged(data_id, repair, offset, length, want):
+                return
+            self.note_error(f"local copy of {node.path} is damaged at byte {offset} ({why}); fetching it again")
+        if first and self._nursery is not None:
+            # damage seldom stays in one chunk, and the others may never be asked for here
+            self._nursery.start_soon(self._check_the_rest, data_id, node.chunks, offset)
+
+    async def _check_the_rest(self, data_id: int, chunks: tuple[Chunk, ...], found_at: int) -> None:
+        """Check every other chunk of a data file in which one failed its check; those that
+        fail too are fetched again with it."""
+        path = self.store.data_path(data_id)
+        try:
+            bad = await trio.to_thread.run_sync(_damaged_chunks, path, chunks, found_at)
+        except OSError as exc:
+            log.warning("could not check the rest of %s: %s", path, exc)
+            return
+        for offset, chunk in bad:
+            self._local_chunk_corrupt(data_id, offset, chunk.length, chunk.digest, "its digest does not match")
 
     def _have(self, path: str, version: dict[str, int]) -> None:
         self.store.have_put(path, version)  # kept until the tracker lists us as a holder
@@ -1133,6 +1156,20 @@ def _chunk_file(path: os.PathLike, params: ChunkParams) -> list[Chunk]:
         return chunking.chunk_fd(fd, params)
     finally:
         os.close(fd)
+
+
+def _damaged_chunks(path: os.PathLike, chunks: tuple[Chunk, ...], skip: int) -> list[tuple[int, Chunk]]:
+    """(offset, chunk) of each chunk of the file at ``path`` but the one at ``skip`` whose
+    bytes do not match its digest."""
+    bad = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for offset, chunk in zip(chunking.offsets(chunks), chunks, strict=True):
+            if offset != skip and chunking.digest(os.pread(fd, chunk.length, offset)) != chunk.digest:
+                bad.append((offset, chunk))
+    finally:
+        os.close(fd)
+    return bad
 
 
 def _copy_and_chunk(source: str, dest: os.PathLike, params: ChunkParams

@@ -126,7 +126,12 @@ class Operations(pyfuse3.Operations):
         size = node.size if node.kind is Kind.FILE else len(node.target.encode()) if node.kind is Kind.SYMLINK else 0
         a.st_size = size
         a.st_blksize = 4096
-        a.st_blocks = (size + 511) // 512
+        if node.kind is Kind.FILE and size:
+            # never 0 for a file with bytes: GNU tar --sparse archives such a file as one
+            # hole without reading it (a file whose chunks are all elsewhere would lose them)
+            a.st_blocks = max(1, (self.engine.bytes_here(node) + 511) // 512)
+        else:
+            a.st_blocks = (size + 511) // 512
         a.st_atime_ns = node.mtime_ns
         a.st_mtime_ns = node.mtime_ns
         a.st_ctime_ns = node.ctime_ns

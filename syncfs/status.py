@@ -53,7 +53,7 @@ def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: s
         "bytes_reused_locally": engine.downloader.bytes_local,
         "stale": [
             {"path": p.path, "size": p.row.entry.size, "chunks": len(p.row.entry.chunks),
-             "present": len(p.present), "bytes_present": sum(p.row.entry.chunks[i].length for i in p.present),
+             "present": len(p.present), "bytes_present": p.bytes_present,
              "state": "downloading" if p.filling or p.inflight else "stale",
              "filling": p.filling, "last_error": p.last_error}
             for p in partials

@@ -3,6 +3,7 @@
 import errno
 import os
 import shutil
+import subprocess
 
 import pytest
 from harness import wait_for, wait_same_tree
@@ -17,6 +18,12 @@ MiB = 1 << 20
 def received(peer) -> int:
     return peer.fresh_status()["bytes_received"]
 
+
+
+def du_bytes(path) -> int:
+    """What ``du`` says ``path`` takes on disk, in bytes."""
+    done = subprocess.run(["du", "-B1", str(path)], capture_output=True, text=True, check=True, timeout=10)
+    return int(done.stdout.split()[0])
 
 
 def write_random(path, size: int, seed: int) -> bytes:
@@ -97,14 +104,32 @@ def test_on_demand_read_moves_only_what_it_covers(cluster):
     data = write_random(p1.path("remote"), size, 4)
     wait_for(lambda: p2.path("remote").stat().st_size == size, what="the stale file to be listed")
     assert received(p2) == 0  # listed with its final size, nothing fetched yet
+    assert du_bytes(p2.path("remote")) == 512  # online only: one block, not 0 (see the tar test)
     with open(p2.path("remote"), "rb") as f:
         f.seek(size - 4096)
         assert f.read(4096) == data[-4096:]
     tail = received(p2)
     assert 0 < tail <= 2 * 4 * MiB  # at most two chunks (max chunk size 4 MiB)
+    # the blocks of what is here now (chunk writes finish in the background)
+    wait_for(lambda: du_bytes(p2.path("remote")) >= 4096, what="du to count the fetched chunks")
+    assert du_bytes(p2.path("remote")) <= tail + 4096
     assert p2.path("remote").read_bytes() == data
     assert received(p2) - tail <= size  # the rest moved once
     assert received(p2) <= size + 4 * MiB
+    wait_for(lambda: du_bytes(p2.path("remote")) >= size, what="du to count the whole file")
+
+
+def test_tar_sparse_of_an_online_only_file_archives_its_bytes(cluster, tmp_path):
+    """GNU tar --sparse takes a file of 0 blocks for one hole and does not read it."""
+    p1 = cluster.add_peer()
+    p2 = cluster.add_peer(extra_args=["--on-demand"])
+    data = write_random(p1.path("disk.img"), 8 * MiB, 8)
+    wait_for(lambda: p2.path("disk.img").stat().st_size == len(data), what="the stale file on p2")
+    archive, out = tmp_path / "a.tar", tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "-cSf", str(archive), "-C", str(p2.mnt), "disk.img"], check=True, timeout=60)
+    subprocess.run(["tar", "-xSf", str(archive), "-C", str(out)], check=True, timeout=60)
+    assert (out / "disk.img").read_bytes() == data
 
 
 def test_read_with_no_holder_online_fails_with_eio(cluster):
