@@ -21,19 +21,13 @@ def digest(data: bytes | memoryview) -> bytes:
 
 
 class _Reader:
-    """A positioned reader over bytes [start, end) of a file descriptor (end None: to the
-    end of the file), for cut_stream (which never seeks)."""
+    """A positioned reader over a file descriptor, for cut_stream (which never seeks)."""
 
-    def __init__(self, fd: int, start: int = 0, end: int | None = None) -> None:
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.pos = start
-        self.end = end
+        self.pos = 0
 
     def readinto(self, buf: memoryview) -> int:
-        if self.end is not None:
-            buf = buf[:max(0, self.end - self.pos)]
-            if not buf:
-                return 0
         n = os.preadv(self.fd, [buf], self.pos)
         self.pos += n
         return n
@@ -52,22 +46,8 @@ def chunk_fd(fd: int, params: ChunkParams = DEFAULT_PARAMS) -> list[Chunk]:
     return [Chunk(digest(c.data), c.length) for c in iter_chunks_fd(fd, params)]
 
 
-def iter_chunks_fd(fd: int, params: ChunkParams, start: int = 0) -> Iterator:
-    return _chunker(params).cut_stream(_Reader(fd, start))
-
-
-def chunk_fd_from(fd: int, params: ChunkParams, start: int) -> list[Chunk]:
-    """Cut the file behind ``fd`` from ``start``, a cut point of the whole file: the rest
-    of what chunk_fd would give."""
-    return [Chunk(digest(c.data), c.length) for c in iter_chunks_fd(fd, params, start)]
-
-
-def final_chunks(fd: int, params: ChunkParams, start: int, end: int) -> list[Chunk]:
-    """The chunks of bytes [start, end) behind ``fd``, ``start`` a cut point, that no
-    bytes written after ``end`` can change: all but the last (which more bytes may
-    lengthen). FastCDC finds each cut from the bytes since the previous one only."""
-    # each chunk's data is a view of a buffer that the next read reuses: hash it at once
-    return [Chunk(digest(c.data), c.length) for c in _chunker(params).cut_stream(_Reader(fd, start, end))][:-1]
+def iter_chunks_fd(fd: int, params: ChunkParams) -> Iterator:
+    return _chunker(params).cut_stream(_Reader(fd))
 
 
 def offsets(chunks: list[Chunk] | tuple[Chunk, ...]) -> list[int]:

@@ -23,7 +23,6 @@ from .errors import FsError
 from .ignore import IGNORE_FILE, IgnoreRules
 from .p2p import ChunkUnavailable, PeerPool
 from .pinning import Pinning
-from .precut import Precut
 from .protocol.entries import MAX_XATTR_VALUE, MAX_XATTRS, Chunk, Entry, Kind, check_xattr
 from .protocol.errors import ProtocolError
 from .protocol.messages import ChunkParams, PeerInfo, Table, TableRow
@@ -119,8 +118,6 @@ class Engine:
         self.gone_remotely: set[int] = set()
         self._commit_queue: dict[int, None] = {}
         self._committing: set[int] = set()
-        # data_id -> chunks cut while a file written from empty is still being written
-        self.precuts: dict[int, Precut] = {}
         self._commit_wake = trio.Event()
         self.outbox_wake = trio.Event()
         self.on_have: Callable[[], None] = lambda: None
@@ -277,7 +274,6 @@ class Engine:
             self.store.mark_dirty(node.ino)
         handle = self._open_handle(node, writable=True)
         handle.dirty = True
-        self.precuts[data_id] = Precut()
         return handle, self.node(node.ino)
 
     async def open(self, ino: int, flags: int) -> Handle:
@@ -302,7 +298,6 @@ class Engine:
         if writable and flags & os.O_TRUNC:
             os.ftruncate(handle.fd, 0)
             self.wrote(handle, 0, 0)
-            self.precuts[handle.data_id] = Precut()
             self.live[ino].size = 0
         return handle
 
@@ -351,24 +346,6 @@ class Engine:
         live.size = max(live.size, offset + length)
         if not self.kernel_mtime:
             live.mtime_ns = time.time_ns()
-        precut = self.precuts.get(handle.data_id)
-        if precut is not None and length:
-            precut.wrote(offset, length)
-            cut = precut.due()
-            if cut is not None and self._nursery is not None:
-                self._nursery.start_soon(self._precut, handle.data_id, precut, *cut)
-            elif cut is not None:
-                precut.cut(None)
-
-    async def _precut(self, data_id: int, precut: Precut, start: int, end: int) -> None:
-        """Cut the final chunks of bytes [start, end) of a file still being written."""
-        chunks = None
-        try:
-            chunks = await trio.to_thread.run_sync(_final_chunks, self.store.data_path(data_id), self.params,
-                                                   start, end)
-        except OSError as exc:
-            log.debug("cutting data file %d while written: %s", data_id, exc)  # commit cuts it all
-        precut.cut(chunks)
 
     def release(self, fh: int) -> None:
         handle = self.handles.pop(fh, None)
@@ -392,8 +369,6 @@ class Engine:
             self._commit_wake.set()
         if live.writers == 0:
             del self.live[ino]
-            if node is None:
-                self.precuts.pop(handle.data_id, None)  # deleted while open: nothing to commit
             if node is not None and not self._busy(ino):
                 self._apply_deferred(node.path)  # a remote version waited for this writer
 
@@ -517,10 +492,6 @@ class Engine:
                 self.store.unindex(node.data_id)
                 self.store.mark_dirty(ino)
             os.truncate(self.store.data_path(node.data_id), size)
-            if size == 0:
-                self.precuts[node.data_id] = Precut()
-            elif node.data_id in self.precuts:
-                self.precuts[node.data_id].truncated()
             fields["size"] = size
             if live is not None:
                 live.size = size
@@ -730,12 +701,8 @@ class Engine:
             self.store.clear_dirty(ino)
             return
         path = self.store.data_path(node.data_id)
-        precut = self.precuts.get(node.data_id)
-        head = precut.head() if precut is not None else None
-        if ino not in self.live:
-            self.precuts.pop(node.data_id, None)  # no writer left: this commit is its last use
         try:
-            chunks = await trio.to_thread.run_sync(_chunk_file, path, self.params, head)
+            chunks = await trio.to_thread.run_sync(_chunk_file, path, self.params)
         except FileNotFoundError:
             chunks = None  # deleted or replaced while we read it: nothing left to commit
         node = self.store.find(ino)
@@ -751,8 +718,7 @@ class Engine:
             if ino not in self.live:
                 self.store.clear_dirty(ino)
             self._commit(self.store.get(ino))
-        log.debug("committed %s (%d bytes, %d chunks, %d of them cut while written)", node.path, size, len(chunks),
-                  len(head[0]) if head is not None and head[1] <= size else 0)
+        log.debug("committed %s (%d bytes, %d chunks)", node.path, size, len(chunks))
         self.pinning.wake.set()  # the cache grew
         if node.path == IGNORE_FILE:
             self._reload_ignore()
@@ -1184,24 +1150,10 @@ def first_error(group: BaseExceptionGroup) -> BaseException:
     return exc
 
 
-def _chunk_file(path: os.PathLike, params: ChunkParams,
-                head: tuple[list[Chunk], int] | None = None) -> list[Chunk]:
-    """The chunks of the data file at ``path``; given the chunks of its first bytes and
-    where they end (cut while it was written: Precut.head), only the rest are cut."""
+def _chunk_file(path: os.PathLike, params: ChunkParams) -> list[Chunk]:
     fd = os.open(path, os.O_RDONLY)
     try:
-        if head is None or head[1] > os.fstat(fd).st_size:
-            return chunking.chunk_fd(fd, params)
-        chunks, upto = head
-        return chunks + chunking.chunk_fd_from(fd, params, upto)
-    finally:
-        os.close(fd)
-
-
-def _final_chunks(path: os.PathLike, params: ChunkParams, start: int, end: int) -> list[Chunk]:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return chunking.final_chunks(fd, params, start, end)
+        return chunking.chunk_fd(fd, params)
     finally:
         os.close(fd)
 
