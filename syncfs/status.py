@@ -17,6 +17,8 @@ from .p2p import ChunkServer
 from .pinning import PinError, check_paths
 from .tracker_link import TrackerLink
 
+log = logging.getLogger(__name__)
+
 INTERVAL = 0.1
 REFRESH = 0.5  # rewritten at least this often, so readers can tell it is current
 
@@ -112,6 +114,7 @@ class ControlHandler:
 async def write_status(path: Path, engine: Engine, server: ChunkServer, link: TrackerLink) -> None:
     last = None
     written = 0.0
+    failing = False
     while True:
         data = snapshot(engine, server, link, full=False)
         data.pop("updated")
@@ -119,6 +122,16 @@ async def write_status(path: Path, engine: Engine, server: ChunkServer, link: Tr
             last = data
             written = time.monotonic()
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({**data, "updated": time.time()}))
-            os.replace(tmp, path)
+            try:
+                tmp.write_text(json.dumps({**data, "updated": time.time()}))
+                os.replace(tmp, path)
+            except OSError as exc:
+                # a full disk must not take the mount down with it: the file is only a view
+                if not failing:
+                    log.warning("could not write the status file %s: %s; retrying", path, exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("the status file %s is written again", path)
+                failing = False
         await trio.sleep(INTERVAL)
