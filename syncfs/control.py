@@ -5,12 +5,14 @@ map with a 't' key per request and per answer. Mounts register themselves in the
 directory so that a command can find the peer behind a mount point.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
 REQUEST_TIMEOUT = 10.0
+STALE_ENTRY_AGE = 60.0  # a registry entry of a dead process younger than this is left alone
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -166,33 +169,62 @@ def register(mountpoint: Path, store_dir: Path) -> Path:
     reg = _registry()
     reg.mkdir(parents=True, exist_ok=True, mode=0o700)
     entry = reg / f"{_key(mountpoint)}.json"
-    entry.write_text(json.dumps({"mountpoint": str(mountpoint), "store": str(store_dir), "pid": os.getpid()}))
+    info = {"mountpoint": str(mountpoint), "store": str(store_dir), "pid": os.getpid(),
+            "started": _start_time(os.getpid())}
+    tmp = entry.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, entry)
     return entry
 
 
+def unregister(entry: Path) -> None:
+    """Remove this process's registry entry (unless another mount of the same directory
+    has replaced it meanwhile)."""
+    try:
+        if json.loads(entry.read_text()).get("pid") == os.getpid():
+            entry.unlink()
+    except (OSError, ValueError):
+        pass
+
+
 def registered() -> list[dict[str, Any]]:
-    """Mounts whose process is alive, oldest first."""
+    """Mounts whose process is alive, oldest first. Entries of processes that are gone
+    (killed, or crashed, so they could not remove their entry) are removed, so that they
+    do not pile up."""
     out = []
     reg = _registry()
     if not reg.is_dir():
         return out
-    for entry in sorted(reg.glob("*.json"), key=lambda p: p.stat().st_mtime):
+    entries = []
+    for entry in reg.glob("*.json"):
         try:
-            info = json.loads(entry.read_text())
+            entries.append((entry.stat().st_mtime, entry, json.loads(entry.read_text())))
         except (OSError, ValueError):
             continue
-        if alive(info.get("pid")):
+    for mtime, entry, info in sorted(entries, key=lambda e: e[0]):
+        started = _start_time(info.get("pid"))
+        # the same pid and start time: the same process (a pid alone may be reused)
+        if started is not None and info.get("started", started) == started:
             out.append(info)
+        elif time.time() - mtime > STALE_ENTRY_AGE:  # not one a new mount is writing now
+            with contextlib.suppress(OSError):
+                entry.unlink()
     return out
 
 
 def alive(pid: object) -> bool:
-    """Running, and not just a zombie waiting for its parent (the state after the ')')."""
+    """Running, and not just a zombie waiting for its parent."""
+    return _start_time(pid) is not None
+
+
+def _start_time(pid: object) -> str | None:
+    """When process ``pid`` started (field 22 of /proc/PID/stat, in clock ticks since boot),
+    or None if it is not running or is a zombie (the state after the ')')."""
     try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()  # type: ignore[call-overload]
+        fields = Path(f"/proc/{int(pid)}/stat").read_text().rpartition(")")[2].split()  # type: ignore[call-overload]
     except (OSError, TypeError, ValueError):
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
+        return None
+    return None if not fields or fields[0] == "Z" else fields[19]
 
 
 def find_mount(directory: Path | None) -> dict[str, Any]:

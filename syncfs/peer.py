@@ -17,7 +17,7 @@ import trio
 from . import config
 from .cli import READY, ensure_local_tracker, setup_logging
 from .config import ConfigError, MountConfig
-from .control import ControlError, ControlServer, check_private_dir, register
+from .control import ControlError, ControlServer, check_private_dir, register, unregister
 from .engine import Engine
 from .identity import Identity, IdentityError
 from .invite import BadToken, Invite, looks_like_token, parse
@@ -120,14 +120,17 @@ async def serve(peer: Peer, ready_fd: int | None, *,
         nursery.start_soon(write_status, engine.store.root / "status.json", engine, peer.server, link)
         handler = ControlHandler(engine, peer.server, link, current_log_file(), on_stop=on_signal)
         await nursery.start(ControlServer(engine.store.root, handler).run)
-        register(peer.share_dir, engine.store.root)
-        nursery.start_soon(_stop_on_signal, on_signal)
-        if ready_fd is not None:
-            os.write(ready_fd, READY)
-            os.close(ready_fd)
-        await frontend_main()
-        with trio.move_on_after(FLUSH_TIMEOUT):
-            await engine.downloader.flush()  # what a download fetched stays fetched
+        entry = register(peer.share_dir, engine.store.root)
+        try:
+            nursery.start_soon(_stop_on_signal, on_signal)
+            if ready_fd is not None:
+                os.write(ready_fd, READY)
+                os.close(ready_fd)
+            await frontend_main()
+            with trio.move_on_after(FLUSH_TIMEOUT):
+                await engine.downloader.flush()  # what a download fetched stays fetched
+        finally:
+            unregister(entry)
         nursery.cancel_scope.cancel()
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +31,15 @@ if ROOT not in sys.path:
 # ... and so do the programs the tests run (`python -m syncfs status`, ...), whichever
 # checkout the venv's editable install points at
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+# ... and keep their registry of running mounts (and default logs) in this session's own
+# directory: the user's would collect an entry for every mount of every test run
+_STATE_HOME = tempfile.mkdtemp(prefix="syncfs-test-state-")
+os.environ["XDG_STATE_HOME"] = _STATE_HOME
 from harness import Cluster, LogCheck, TrackerProc, require_fuse  # noqa: E402
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_STATE_HOME, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
