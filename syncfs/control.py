@@ -181,16 +181,18 @@ def unregister(entry: Path) -> None:
     """Remove this process's registry entry (unless another mount of the same directory
     has replaced it meanwhile)."""
     try:
+        st = entry.stat()
         if json.loads(entry.read_text()).get("pid") == os.getpid():
-            entry.unlink()
+            _remove_if_unchanged(entry, st)
     except (OSError, ValueError):
         pass
 
 
 def registered() -> list[dict[str, Any]]:
-    """Mounts whose process is alive, oldest first. Entries of processes that are gone
-    (killed, or crashed, so they could not remove their entry) are removed, so that they
-    do not pile up."""
+    """Mounts whose process is alive, oldest first. What processes that are gone left
+    behind (killed or crashed, they could not remove it) is removed once it is
+    STALE_ENTRY_AGE old, so that it does not pile up: a younger one may be a mount that is
+    writing its entry now."""
     out = []
     reg = _registry()
     if not reg.is_dir():
@@ -198,18 +200,43 @@ def registered() -> list[dict[str, Any]]:
     entries = []
     for entry in reg.glob("*.json"):
         try:
-            entries.append((entry.stat().st_mtime, entry, json.loads(entry.read_text())))
+            st = entry.stat()
+            entries.append((st, entry, json.loads(entry.read_text())))
         except (OSError, ValueError):
             continue
-    for mtime, entry, info in sorted(entries, key=lambda e: e[0]):
-        started = _start_time(info.get("pid"))
-        # the same pid and start time: the same process (a pid alone may be reused)
-        if started is not None and info.get("started", started) == started:
+    for st, entry, info in sorted(entries, key=lambda e: e[0].st_mtime_ns):
+        if _is_mount_process(info):
             out.append(info)
-        elif time.time() - mtime > STALE_ENTRY_AGE:  # not one a new mount is writing now
-            with contextlib.suppress(OSError):
-                entry.unlink()
+        elif time.time() - st.st_mtime > STALE_ENTRY_AGE:
+            _remove_if_unchanged(entry, st)
+    for tmp in reg.glob("*.tmp"):  # left by a register() that was killed mid-way
+        with contextlib.suppress(OSError):
+            st = tmp.stat()
+            if time.time() - st.st_mtime > STALE_ENTRY_AGE:
+                _remove_if_unchanged(tmp, st)
     return out
+
+
+def _is_mount_process(info: dict[str, Any]) -> bool:
+    """The entry's process is running: the same pid and start time (a pid alone may have
+    been reused); an entry of an older build, without a start time, by its command line."""
+    started = _start_time(info.get("pid"))
+    if started is None:
+        return False
+    if "started" in info:
+        return info["started"] == started
+    try:
+        return b"syncfs" in Path(f"/proc/{int(info['pid'])}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+
+
+def _remove_if_unchanged(path: Path, seen: os.stat_result) -> None:
+    """Remove ``path`` unless it was replaced since ``seen`` (a mount registering anew)."""
+    with contextlib.suppress(OSError):
+        now = path.stat()
+        if (now.st_ino, now.st_mtime_ns) == (seen.st_ino, seen.st_mtime_ns):
+            path.unlink()
 
 
 def alive(pid: object) -> bool:

@@ -50,6 +50,8 @@ class Partial:
     writes_running: int = 0
     writes_idle: trio.Event = dataclasses.field(default_factory=trio.Event)
     unsynced: list[int] = dataclasses.field(default_factory=list)
+    syncing: list[int] = dataclasses.field(default_factory=list)  # the batch a record is making durable
+    bytes_present: int = 0
     record_lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
     filling: bool = False
     cancelled: bool = False
@@ -65,6 +67,22 @@ class Partial:
 
     def __post_init__(self) -> None:
         self.offsets = chunking.offsets(self.row.entry.chunks)
+        self.bytes_present = sum(self.row.entry.chunks[i].length for i in self.present)
+
+    def add_present(self, i: int) -> None:
+        if i not in self.present:
+            self.present.add(i)
+            self.bytes_present += self.row.entry.chunks[i].length
+
+    def drop_present(self, indices: set[int]) -> None:
+        gone = indices & self.present
+        self.present -= gone
+        self.bytes_present -= sum(self.row.entry.chunks[i].length for i in gone)
+        self.unsynced = [i for i in self.unsynced if i not in gone]
+
+    def durable(self) -> list[int]:
+        """The chunks present whose bytes an fdatasync has covered: what may be recorded."""
+        return sorted(i for i in self.present if i not in self.unsynced and i not in self.syncing)
 
     @property
     def path(self) -> str:
@@ -73,10 +91,6 @@ class Partial:
     @property
     def complete(self) -> bool:
         return len(self.present) == len(self.row.entry.chunks)
-
-    @property
-    def bytes_present(self) -> int:
-        return sum(self.row.entry.chunks[i].length for i in self.present)
 
     def missing(self) -> list[int]:
         return [i for i in range(len(self.row.entry.chunks)) if i not in self.present]
@@ -162,12 +176,10 @@ class Downloader:
                if p.offsets[i] == offset and chunks[i].length == length and chunks[i].digest == digest}
         if not bad:
             return False
-        p.present -= bad
-        p.unsynced = [i for i in p.unsynced if i not in bad]
+        p.drop_present(bad)
         p.retry_at = 0.0
         self.partials[data_id] = p
-        present = sorted(i for i in p.present if i not in p.unsynced)
-        self.store.partial_put(data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(present))
+        self.store.partial_put(data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(p.durable()))
         self.wake.set()
         return True
 
@@ -361,7 +373,7 @@ class Downloader:
 
     async def _written(self, p: Partial, i: int) -> None:
         """Chunk ``i`` is in the data file: present now, recorded soon."""
-        p.present.add(i)
+        p.add_present(i)
         p.unsynced.append(i)
         if p.complete:
             await self.settle(p)  # whoever fetched the last chunk (fill, read, read-ahead)
@@ -400,18 +412,22 @@ class Downloader:
             p.recorded_at = trio.current_time()
             if not batch or p.cancelled:
                 return
+            p.syncing = batch
             try:
                 await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))
+                p.syncing = []
                 if p.cancelled:
                     return
                 entry = p.row.entry
-                present = sorted(i for i in p.present if i not in p.unsynced)  # not those written meanwhile
+                batch = [i for i in batch if i in p.present]  # not one found damaged meanwhile
                 with self.store.transaction():
                     if p.data_id in self.partials:
-                        self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(present))
+                        # not those written meanwhile, which the next record covers
+                        self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(p.durable()))
                     self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
             except BaseException:
-                p.unsynced[:0] = batch
+                p.syncing = []
+                p.unsynced[:0] = [i for i in batch if i in p.present]
                 raise
             if not p.complete:
                 self.on_indexed([entry.chunks[i].digest for i in batch])

@@ -1031,21 +1031,24 @@ class Engine:
             if not self.downloader.damaged(data_id, repair, offset, length, want):
                 return
             self.note_error(f"local copy of {node.path} is damaged at byte {offset} ({why}); fetching it again")
+        self.frontend.invalidate_inode(node.ino)  # the kernel may hold pages of the bad bytes
         if first and self._nursery is not None:
             # damage seldom stays in one chunk, and the others may never be asked for here
             self._nursery.start_soon(self._check_the_rest, data_id, node.chunks, offset)
 
     async def _check_the_rest(self, data_id: int, chunks: tuple[Chunk, ...], found_at: int) -> None:
         """Check every other chunk of a data file in which one failed its check; those that
-        fail too are fetched again with it."""
+        fail too are fetched again with it. A chunk at a time, so that an unmount need not
+        wait for a whole large file to be read."""
         path = self.store.data_path(data_id)
         try:
-            bad = await trio.to_thread.run_sync(_damaged_chunks, path, chunks, found_at)
-        except OSError as exc:
+            for offset, chunk in zip(chunking.offsets(chunks), chunks, strict=True):
+                if offset != found_at and not await trio.to_thread.run_sync(_chunk_intact, path, offset, chunk):
+                    self._local_chunk_corrupt(data_id, offset, chunk.length, chunk.digest, "its digest does not match")
+        except FileNotFoundError:
+            pass  # the file was replaced or deleted meanwhile: nothing left to mend
+        except Exception as exc:  # noqa: BLE001 - a failing disk must not take the mount down
             log.warning("could not check the rest of %s: %s", path, exc)
-            return
-        for offset, chunk in bad:
-            self._local_chunk_corrupt(data_id, offset, chunk.length, chunk.digest, "its digest does not match")
 
     def _have(self, path: str, version: dict[str, int]) -> None:
         self.store.have_put(path, version)  # kept until the tracker lists us as a holder
@@ -1158,18 +1161,12 @@ def _chunk_file(path: os.PathLike, params: ChunkParams) -> list[Chunk]:
         os.close(fd)
 
 
-def _damaged_chunks(path: os.PathLike, chunks: tuple[Chunk, ...], skip: int) -> list[tuple[int, Chunk]]:
-    """(offset, chunk) of each chunk of the file at ``path`` but the one at ``skip`` whose
-    bytes do not match its digest."""
-    bad = []
+def _chunk_intact(path: os.PathLike, offset: int, chunk: Chunk) -> bool:
     fd = os.open(path, os.O_RDONLY)
     try:
-        for offset, chunk in zip(chunking.offsets(chunks), chunks, strict=True):
-            if offset != skip and chunking.digest(os.pread(fd, chunk.length, offset)) != chunk.digest:
-                bad.append((offset, chunk))
+        return chunking.digest(os.pread(fd, chunk.length, offset)) == chunk.digest
     finally:
         os.close(fd)
-    return bad
 
 
 def _copy_and_chunk(source: str, dest: os.PathLike, params: ChunkParams

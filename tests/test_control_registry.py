@@ -55,3 +55,24 @@ def test_a_reused_pid_does_not_make_an_entry_alive(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     entry_of(tmp_path, "reused", pid=os.getpid(), started="1")  # this pid, another start time
     assert control.registered() == []
+
+
+def test_an_entry_of_an_older_build_counts_only_for_a_syncfs_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        entry_of(tmp_path, "legacy", pid=other.pid)  # no start time: written by an older build
+        assert control.registered() == []
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_old_leftover_temporary_files_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    tmp = entry_of(tmp_path, "x").with_suffix(".123.tmp")
+    tmp.write_text("{")
+    past = time.time() - 2 * control.STALE_ENTRY_AGE
+    os.utime(tmp, (past, past))
+    control.registered()
+    assert not tmp.exists()

@@ -1,12 +1,16 @@
 """A local chunk that fails its check is fetched again: it starts a repair of a complete
 file, or joins the download or repair already under way (a second damaged chunk)."""
 
+import contextlib
 import random
+import time
 
 import msgpack
+import trio
 
+from syncfs import downloads
 from syncfs.chunking import chunk_bytes, offsets
-from syncfs.downloads import Downloader
+from syncfs.downloads import Downloader, Partial
 from syncfs.protocol.entries import Entry, Kind
 from syncfs.protocol.messages import TableRow
 
@@ -57,3 +61,40 @@ def test_a_chunk_that_is_not_present_there_changes_nothing():
     other = CHUNKS[0]
     assert not d.damaged(1, ROW, OFFSETS[1], other.length, other.digest)  # not the chunk there
     assert d.partials[1].missing() == [1]
+
+
+class SlowSyncStore(RecordingStore):
+    """Records like RecordingStore; its data files take 0.2 s to fdatasync."""
+
+    def data_path(self, data_id):
+        return "/dev/null"
+
+    @contextlib.contextmanager
+    def transaction(self):
+        yield
+
+    def index_chunks_at(self, *args):
+        pass
+
+
+def test_damage_found_while_chunks_are_synced_records_only_durable_ones(monkeypatch):
+    """A chunk whose fdatasync has not returned is not on disk yet: a crash may lose it,
+    so no record may list it as present."""
+    monkeypatch.setattr(downloads, "_datasync", lambda path: time.sleep(0.2))
+    store = SlowSyncStore()
+    d = Downloader(store, pool=None, on_complete=lambda p: None)
+    p = d.partials[1] = Partial(1, ROW, {0, 1})
+    p.add_present(2)
+    p.unsynced.append(2)  # written, not yet durable
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(d._record, p)
+            await trio.sleep(0.05)  # the record is waiting for fdatasync
+            assert damage(d, 1)
+            assert store.recorded[1] == [0]  # not chunk 2
+        assert store.recorded[1] == [0, 2]  # recorded once durable; chunk 1 is fetched again
+
+    trio.run(main)
+    assert p.missing() == [1] + list(range(3, len(CHUNKS)))
+    assert p.bytes_present == CHUNKS[0].length + CHUNKS[2].length
