@@ -165,27 +165,44 @@ def _key(mountpoint: Path) -> str:
     return hashlib.sha256(str(mountpoint).encode()).hexdigest()[:16]
 
 
+_replaced: dict[Path, str] = {}  # entry -> the live mount's entry that register() replaced
+
+
 def register(mountpoint: Path, store_dir: Path) -> Path:
     reg = _registry()
     reg.mkdir(parents=True, exist_ok=True, mode=0o700)
     entry = reg / f"{_key(mountpoint)}.json"
+    with contextlib.suppress(OSError, ValueError):
+        previous = entry.read_text()
+        if _is_mount_process(json.loads(previous)):
+            _replaced[entry] = previous  # a mount of the same directory: back when this one stops
     info = {"mountpoint": str(mountpoint), "store": str(store_dir), "pid": os.getpid(),
             "started": _start_time(os.getpid())}
-    tmp = entry.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, entry)
+    _write_entry(entry, json.dumps(info))
     return entry
 
 
 def unregister(entry: Path) -> None:
     """Remove this process's registry entry (unless another mount of the same directory
-    has replaced it meanwhile)."""
+    has replaced it meanwhile), or give it back to the mount it replaced if that still
+    runs."""
+    previous = _replaced.pop(entry, None)
     try:
         st = entry.stat()
-        if json.loads(entry.read_text()).get("pid") == os.getpid():
+        if json.loads(entry.read_text()).get("pid") != os.getpid():
+            return
+        if previous is not None and _is_mount_process(json.loads(previous)):
+            _write_entry(entry, previous)
+        else:
             _remove_if_unchanged(entry, st)
     except (OSError, ValueError):
         pass
+
+
+def _write_entry(entry: Path, text: str) -> None:
+    tmp = entry.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, entry)
 
 
 def registered() -> list[dict[str, Any]]:

@@ -76,3 +76,21 @@ def test_old_leftover_temporary_files_are_removed(tmp_path, monkeypatch):
     os.utime(tmp, (past, past))
     control.registered()
     assert not tmp.exists()
+
+
+def test_a_mount_that_replaced_a_live_ones_entry_gives_it_back(tmp_path, monkeypatch):
+    """Two mounts of one directory: when the second stops, the first is found again."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)  # syncfs"])
+    try:
+        entry = control.register(tmp_path / "mnt", tmp_path / "store")
+        theirs = {"mountpoint": str(tmp_path / "mnt"), "store": "/first", "pid": first.pid,
+                  "started": control._start_time(first.pid)}
+        entry.write_text(json.dumps(theirs))  # as if the first mount had registered
+        entry = control.register(tmp_path / "mnt", tmp_path / "store")  # the second
+        assert [m["store"] for m in control.registered()] == [str(tmp_path / "store")]
+        control.unregister(entry)
+        assert [m["store"] for m in control.registered()] == ["/first"]
+    finally:
+        first.kill()
+        first.wait()
