@@ -137,9 +137,11 @@ class Engine:
         self.downloader.paused = bool(self.paused)
         self._reload_ignore()
         self.pinning.load()
-        self._retry_parked()  # rows that waited when the last run ended
         for ino in self.store.dirty_inos():
             self._commit_queue[ino] = None  # written before a crash, never committed
+        # after those are queued: a row that waited for a file being written must wait on
+        # for its commit, not replace the bytes the crash left uncommitted
+        self._retry_parked()  # rows that waited when the last run ended
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.downloader.nursery = nursery

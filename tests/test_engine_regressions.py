@@ -176,3 +176,28 @@ def test_a_write_through_a_name_a_remote_version_replaced_is_refused_with_estale
         await ops.release(fi.fh)
 
     run_with_ops(tmp_path, body, fetch_timeout=0.5)
+
+
+def test_writes_of_a_crashed_run_are_committed_before_a_remote_version_parked_for_them(tmp_path):
+    """Killed while a program wrote a file that a remote version was waiting for: at the
+    next start the local bytes are committed first (and the tracker makes a conflict copy
+    of one side), instead of the parked version replacing them unseen. Found by the
+    randomized convergence test (a SIGKILL right after a write)."""
+    async def crash(ops, engine, store):
+        fi, a = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
+        await ops.write(fi.fh, 0, b"v1")
+        await ops.release(fi.fh)
+        await settle(engine)
+        v = store.lookup_path("f").version
+        fi = await ops.open(a.st_ino, os.O_WRONLY | os.O_TRUNC, None)
+        await ops.write(fi.fh, 0, b"precious local edit")
+        engine.apply_table(Table((frow("f", b"theirs", {**v, "other": 1}, 1),), 1))  # parked: f is busy
+        # the process dies here: no release, no commit
+
+    async def restart(ops, engine, store):
+        await settle(engine)
+        assert store.lookup_path("f").size == len(b"precious local edit")
+        assert outbox(store)["f"].size == len(b"precious local edit")
+
+    run_with_ops(tmp_path, crash, fetch_timeout=0.5)
+    run_with_ops(tmp_path, restart, fetch_timeout=0.5)
