@@ -125,7 +125,10 @@ def tree_snapshot(root: str | os.PathLike[str]) -> dict[str, Node]:
                 out[relpath] = Node("dir", mode, None, None, None, None)
                 walk(entry.path, relpath)
             elif stat.S_ISREG(st.st_mode):
-                digest = _file_digest(entry.path)
+                try:
+                    digest = _file_digest(entry.path)
+                except OSError as exc:  # a read's EIO names no file: say which one timed out
+                    raise OSError(exc.errno, f"{exc.strerror} reading {entry.path}") from exc
                 out[relpath] = Node("file", mode, st.st_size, st.st_mtime_ns, digest, None)
             else:
                 out[relpath] = Node("other", mode, None, None, None, None)
