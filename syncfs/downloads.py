@@ -44,7 +44,7 @@ class Partial:
     inflight: dict[int, trio.Event] = dataclasses.field(default_factory=dict)
     # verified chunks fetched for a read, given to it before they are in the data file;
     # each is in ``writing`` (set once written and present, or failed) until then
-    fresh: dict[int, bytes] = dataclasses.field(default_factory=dict)
+    fresh: dict[int, bytes | bytearray] = dataclasses.field(default_factory=dict)
     writing: dict[int, trio.Event] = dataclasses.field(default_factory=dict)
     # chunk writes into the data file running in worker threads, and their end
     writes_running: int = 0
@@ -98,6 +98,10 @@ class Partial:
     def readable(self, i: int) -> bool:
         """Chunk ``i`` can be read: present in the data file, or fresh."""
         return i in self.present or i in self.fresh
+
+    def has(self, i: int, for_read: bool) -> bool:
+        """Chunk ``i`` is as far as a fetch must take it: readable for a read, else present."""
+        return self.readable(i) if for_read else i in self.present
 
     def read(self, fd: int, offset: int, size: int) -> bytes:
         """Bytes [offset, offset+size) of chunks that are all readable: fresh ones from
@@ -204,8 +208,7 @@ class Downloader:
         Raises ChunkUnavailable when they cannot be had within ``timeout`` seconds, or ``p``
         was replaced meanwhile: a return means every one of them is there.
         """
-        done = p.readable if for_read else p.present.__contains__
-        wanted = [i for i in indices if not done(i)]
+        wanted = [i for i in indices if not p.has(i, for_read)]
         with trio.move_on_after(timeout):
             # again until all are there at once: a fresh chunk whose write failed while
             # another chunk of the same read was on its way is neither fresh nor present
@@ -216,8 +219,8 @@ class Downloader:
                     async with trio.open_nursery() as nursery:
                         for i in wanted:
                             nursery.start_soon(self._ensure_patiently, p, i, for_read)
-                wanted = [i for i in wanted if not done(i)]
-        missing = [i for i in wanted if not done(i)]
+                wanted = [i for i in wanted if not p.has(i, for_read)]
+        missing = [i for i in wanted if not p.has(i, for_read)]
         if missing and p.cancelled:
             raise ChunkUnavailable(p.row.entry.chunks[missing[0]].digest, f"{p.path}: replaced by a newer version")
         if missing:
@@ -226,7 +229,7 @@ class Downloader:
 
     async def _ensure_patiently(self, p: Partial, i: int, for_read: bool = False) -> None:
         delay = 0.05
-        while not (p.readable(i) if for_read else i in p.present) and not p.cancelled:
+        while not p.has(i, for_read) and not p.cancelled:
             try:
                 await self._ensure_one(p, i, for_read)
             except ChunkUnavailable as exc:
@@ -285,9 +288,7 @@ class Downloader:
             log.info("read-ahead of %s stopped: %s", p.path, exc)
 
     async def _ensure_one(self, p: Partial, i: int, for_read: bool = False) -> None:
-        while i not in p.present:
-            if for_read and i in p.fresh:
-                return
+        while not p.has(i, for_read):
             if p.cancelled:
                 raise ChunkUnavailable(p.row.entry.chunks[i].digest, f"{p.path}: replaced by a newer version")
             busy = p.inflight.get(i)
@@ -331,7 +332,7 @@ class Downloader:
             await self._write_chunk(p, i, data)
         await self._written(p, i)
 
-    async def _write_chunk(self, p: Partial, i: int, data: bytes) -> None:
+    async def _write_chunk(self, p: Partial, i: int, data: bytes | bytearray) -> None:
         """Write chunk ``i`` into ``p``'s data file (counted: ``stop`` waits for it)."""
         p.writes_running += 1
         try:
@@ -464,7 +465,7 @@ class Downloader:
         await self.ensure(p, range(len(p.row.entry.chunks)), timeout)
         await self.settle(p)
 
-    async def serve_chunk(self, want: bytes) -> bytes | None:
+    async def serve_chunk(self, want: bytes) -> bytes | bytearray | None:
         """A chunk for another peer; None answers MISSING, which peers may take as proof
         that this peer no longer has the version. A chunk this peer is mending in a copy
         it still holds is not that: the link is closed instead, and the asker goes
@@ -477,7 +478,7 @@ class Downloader:
             raise LinkClosed("this copy of the chunk is being repaired")
         return data
 
-    async def read_local_chunk(self, want: bytes, length: int | None = None) -> bytes | None:
+    async def read_local_chunk(self, want: bytes, length: int | None = None) -> bytes | bytearray | None:
         """The bytes of chunk ``want`` from any local data file, verified; None if absent."""
         for data_id, offset, n in self.store.chunk_locations(want):
             if length is not None and n != length:
@@ -503,7 +504,7 @@ class Downloader:
         return None
 
 
-def _write_at(path: os.PathLike, data: bytes, offset: int) -> None:
+def _write_at(path: os.PathLike, data: bytes | bytearray, offset: int) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
         os.pwrite(fd, data, offset)
@@ -519,18 +520,19 @@ def _datasync(path: os.PathLike) -> None:
         os.close(fd)
 
 
-def _read_cached(path: os.PathLike, offset: int, length: int) -> bytes | None:
+def _read_cached(path: os.PathLike, offset: int, length: int) -> bytearray | None:
     """The ``length`` bytes at ``offset`` if the page cache holds them all (RWF_NOWAIT: no
-    wait for the disk), else None."""
+    wait for the disk), else None. The buffer read into is the answer (not copied once
+    more: chunks are up to 4 MiB, and this is the serving path)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         buf = bytearray(length)
         n = os.preadv(fd, [buf], offset, os.RWF_NOWAIT)
-    except (BlockingIOError, OSError):
-        return None  # not cached, or the file system cannot say: read it in a thread
+    except OSError:  # BlockingIOError: not cached; others: the file system cannot say
+        return None  # read it in a thread
     finally:
         os.close(fd)
-    return bytes(buf) if n == length else None
+    return buf if n == length else None
 
 
 def _read_verified(path: os.PathLike, offset: int, length: int, want: bytes) -> bytes | None:

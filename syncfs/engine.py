@@ -288,11 +288,7 @@ class Engine:
             # lost; ESTALE makes the kernel look the name up again and open what is there now
             raise FsError(errno.ESTALE, "replaced by a remote change")
         if writable:
-            if flags & os.O_TRUNC:
-                # a chunk still being written would land on the truncated file
-                await self.downloader.stop(node.data_id)
-            else:
-                await self._complete_for_write(node)
+            await self._download_out_of_the_way(node, truncating=bool(flags & os.O_TRUNC))
             if ino in self.gone_remotely:  # replaced while we waited
                 raise FsError(errno.ESTALE, "replaced by a remote change")
             node = self.node(ino)
@@ -475,10 +471,7 @@ class Engine:
         if self.store.find(ino) is None:
             raise FsError(errno.ENOENT, "file was deleted")
         if size is not None and node.kind is Kind.FILE:
-            if size == 0:
-                await self.downloader.stop(node.data_id)  # no chunk write may land after it
-            else:
-                await self._complete_for_write(node)
+            await self._download_out_of_the_way(node, truncating=size == 0)
             if self.store.find(ino) is None or ino in self.gone_remotely:  # while we waited
                 raise FsError(errno.ESTALE, "replaced by a remote change")
             node = self.node(ino)
@@ -995,6 +988,15 @@ class Engine:
         n = os.pwrite(handle.fd, data, offset)
         self.wrote(handle, offset, n)
         return n
+
+    async def _download_out_of_the_way(self, node: Node, *, truncating: bool) -> None:
+        """Before a program changes a file's bytes: a download of it stops if the program
+        empties the file (once no chunk write can land on it any more), and completes
+        first otherwise (the program changes the whole newest version)."""
+        if truncating:
+            await self.downloader.stop(node.data_id)
+        else:
+            await self._complete_for_write(node)
 
     async def _complete_for_write(self, node: Node) -> None:
         partial = self.downloader.partials.get(node.data_id)  # type: ignore[arg-type]

@@ -1,11 +1,13 @@
 """Run the engine and its FUSE Operations in-process, without a mount, for layer-2 tests."""
 
+import os
+
 import trio
 
 from syncfs.engine import Engine
 from syncfs.fs import Operations
 from syncfs.p2p import PeerPool
-from syncfs.store import Store
+from syncfs.store import ROOT_INO, Store
 
 
 def run_with_ops(tmp_path, body, fetch_timeout: float = 30.0) -> None:
@@ -38,3 +40,13 @@ async def settle(engine: Engine) -> None:
 
 def outbox(store: Store) -> dict:
     return {e.path: e for _, e in store.outbox_after(0, 1000)}
+
+
+async def committed_file(ops: Operations, engine: Engine, name: bytes, data: bytes):
+    """Create ``name`` in the root, write ``data``, close it and wait for the commit; returns
+    the attributes ``create`` gave."""
+    fi, attrs = await ops.create(ROOT_INO, name, 0o644, os.O_WRONLY, None)
+    await ops.write(fi.fh, 0, data)
+    await ops.release(fi.fh)
+    await settle(engine)
+    return attrs

@@ -59,7 +59,7 @@ def test_a_reused_pid_does_not_make_an_entry_alive(tmp_path, monkeypatch):
 
 def test_an_entry_of_an_older_build_counts_only_for_a_syncfs_process(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    other = subprocess.Popen(["sleep", "30"])
+    other = subprocess.Popen(["cat"], stdin=subprocess.PIPE)  # lives until killed
     try:
         entry_of(tmp_path, "legacy", pid=other.pid)  # no start time: written by an older build
         assert control.registered() == []
@@ -81,7 +81,8 @@ def test_old_leftover_temporary_files_are_removed(tmp_path, monkeypatch):
 def test_a_mount_that_replaced_a_live_ones_entry_gives_it_back(tmp_path, monkeypatch):
     """Two mounts of one directory: when the second stops, the first is found again."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)  # syncfs"])
+    first = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()  # syncfs"],
+                             stdin=subprocess.PIPE)
     try:
         entry = control.register(tmp_path / "mnt", tmp_path / "store")
         theirs = {"mountpoint": str(tmp_path / "mnt"), "store": "/first", "pid": first.pid,

@@ -7,7 +7,7 @@ import os
 import pyfuse3
 import pytest
 import trio
-from enginekit import outbox, run_with_ops, settle
+from enginekit import committed_file, outbox, run_with_ops, settle
 
 import syncfs.downloads as downloads
 import syncfs.engine as engine_mod
@@ -27,10 +27,7 @@ def frow(path, data, version, seq, holders=("other",), mtime=5):
 
 def test_rename_right_after_close_publishes_the_new_bytes_at_the_target(tmp_path):
     async def body(ops, engine, store):
-        fi, _ = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
-        await ops.write(fi.fh, 0, b"old content")
-        await ops.release(fi.fh)
-        await settle(engine)
+        await committed_file(ops, engine, b"f", b"old content")
         old = store.lookup_path("f").version
         fi, _ = await ops.create(ROOT_INO, b"f.tmp", 0o644, os.O_WRONLY, None)
         await ops.write(fi.fh, 0, b"new content, longer")
@@ -109,10 +106,7 @@ def test_a_full_disk_during_a_download_does_not_end_the_engine(tmp_path, monkeyp
     monkeypatch.setattr(downloads, "_write_at", enospc)
 
     async def body(ops, engine, store):
-        fi, _ = await ops.create(ROOT_INO, b"local", 0o644, os.O_WRONLY, None)
-        await ops.write(fi.fh, 0, b"Z" * 5000)
-        await ops.release(fi.fh)
-        await settle(engine)
+        await committed_file(ops, engine, b"local", b"Z" * 5000)
         engine.apply_table(Table((frow("copy", b"Z" * 5000, {"other": 1}, 1),), 1))
         with trio.fail_after(5):
             while not engine.errors:
@@ -124,10 +118,7 @@ def test_a_full_disk_during_a_download_does_not_end_the_engine(tmp_path, monkeyp
 
 def test_a_failed_commit_keeps_local_writes_over_a_waiting_remote_version(tmp_path, monkeypatch):
     async def body(ops, engine, store):
-        fi, a = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
-        await ops.write(fi.fh, 0, b"v1")
-        await ops.release(fi.fh)
-        await settle(engine)
+        a = await committed_file(ops, engine, b"f", b"v1")
         v = store.lookup_path("f").version
         fi = await ops.open(a.st_ino, os.O_WRONLY, None)
         await ops.write(fi.fh, 0, b"precious local edit")
@@ -156,10 +147,7 @@ def test_a_write_through_a_name_a_remote_version_replaced_is_refused_with_estale
     still reach the replaced inode, and writes to it would vanish. ESTALE makes the kernel
     look the name up again (and open the new file)."""
     async def body(ops, engine, store):
-        fi, attrs = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
-        await ops.write(fi.fh, 0, b"mine")
-        await ops.release(fi.fh)
-        await settle(engine)
+        attrs = await committed_file(ops, engine, b"f", b"mine")
         old_ino, v = attrs.st_ino, store.lookup_path("f").version
         engine.apply_table(Table((frow("f", b"theirs", {**v, "other": 1}, 1),), 1))
         assert store.lookup_path("f").ino != old_ino
@@ -184,10 +172,7 @@ def test_writes_of_a_crashed_run_are_committed_before_a_remote_version_parked_fo
     of one side), instead of the parked version replacing them unseen. Found by the
     randomized convergence test (a SIGKILL right after a write)."""
     async def crash(ops, engine, store):
-        fi, a = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
-        await ops.write(fi.fh, 0, b"v1")
-        await ops.release(fi.fh)
-        await settle(engine)
+        a = await committed_file(ops, engine, b"f", b"v1")
         v = store.lookup_path("f").version
         fi = await ops.open(a.st_ino, os.O_WRONLY | os.O_TRUNC, None)
         await ops.write(fi.fh, 0, b"precious local edit")

@@ -21,9 +21,10 @@ def test_a_status_file_that_cannot_be_written_is_retried(tmp_path, monkeypatch, 
     async def main():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(status.write_status, path, None, None, None)
-            await trio.sleep(5 * status.INTERVAL)  # the directory does not exist yet
-            where.mkdir()
             with trio.fail_after(10):
+                while not any(r.levelno == logging.WARNING for r in caplog.records):
+                    await trio.sleep(status.INTERVAL)  # the directory does not exist yet
+                where.mkdir()
                 while not path.exists():
                     await trio.sleep(status.INTERVAL)
             nursery.cancel_scope.cancel()
