@@ -235,10 +235,13 @@ class Engine:
         self.store.update_node(node.ino, version=version)
         self.store.clear_tombstone(node.path)
         partial = self.downloader.partials.get(node.data_id) if node.data_id is not None else None
+        entry = dataclasses.replace(node, version=version).entry()
         if partial is not None:
             partial.must_fill = True  # others can only get it once we have it
             self.downloader.wake.set()
-        self.store.outbox_add(dataclasses.replace(node, version=version).entry(held=partial is None))
+            # not a holder of these bytes: who is (as far as this peer heard) goes along
+            entry = dataclasses.replace(entry, held=False, held_by=partial.row.holders)
+        self.store.outbox_add(entry)
         self.outbox_wake.set()
 
     def _commit_delete(self, path: str, kind: Kind, base: dict[str, int]) -> None:
@@ -1072,8 +1075,11 @@ class Engine:
 
     def _wanted(self, p: Partial) -> bool:
         """Whether background filling fetches ``p``: always in a full mount; in an
-        --on-demand one when it must be (changed here) or is pinned."""
-        return not self.on_demand or p.must_fill or self.pinning.pinned_by(p.path) is not None
+        --on-demand one when it must be (changed here), is pinned, or lists this peer as a
+        holder (the version of a rename made elsewhere, whose bytes this peer has under
+        the old name: the others count on it)."""
+        return (not self.on_demand or p.must_fill or self.peer_id in p.row.holders
+                or self.pinning.pinned_by(p.path) is not None)
 
     async def _filler(self, nursery: trio.Nursery) -> None:
         while True:

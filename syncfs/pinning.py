@@ -278,12 +278,14 @@ class Pinning:
 
         This peer is not a holder of a version it has only in part, so nobody counts on
         these chunks and the tracker need not be asked. A file that must be filled (changed
-        here), a damaged complete copy being mended, and one open, pinned or being fetched
-        right now keep theirs.
+        here), a damaged complete copy being mended, one this peer is listed as holding (a
+        rename made elsewhere of bytes it had), and one open, pinned or being fetched right
+        now keep theirs.
         """
         engine = self.engine
         p = engine.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
         if p is None or not p.present or p.must_fill or p.repair or p.filling or p.inflight \
+                or engine.peer_id in p.row.holders \
                 or node.ino in engine.open_count or engine._busy(node.ino) or self.pinned_by(node.path):
             return 0
         freed = sum(p.row.entry.chunks[i].length for i in p.present)

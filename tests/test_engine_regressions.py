@@ -61,6 +61,7 @@ def test_chmod_of_a_stale_file_does_not_claim_its_bytes(tmp_path):
         await engine.setattr(f.st_ino, mode=0o600)
         e = outbox(store)["f"]
         assert e.mode == 0o600 and not e.held
+        assert e.held_by == ("other",)  # who has them goes along, for the tracker to list
 
     run_with_ops(tmp_path, body, fetch_timeout=0.5)
 

@@ -87,6 +87,8 @@ def entries(draw: st.DrawFn) -> Entry:
         chunks=chunks,
         deleted=deleted,
         target=draw(targets) if kind is Kind.SYMLINK else "",
+        held=draw(st.booleans()),
+        held_by=tuple(draw(st.lists(peer_ids, max_size=3))),
     )
 
 
@@ -341,6 +343,10 @@ def entry_mutations() -> list[tuple[str, dict[str, Any]]]:
         ("bool counter", {**wire, "version": {"a": True}}),
         ("NUL in target", {**wire, "kind": "symlink", "target": "a\0b"}),
         ("long target", {**wire, "kind": "symlink", "target": "x" * 4097}),
+        ("held_by not a list", {**wire, "held_by": "alice"}),
+        ("slash in held_by", {**wire, "held_by": ["a/b"]}),
+        ("empty peer id in held_by", {**wire, "held_by": [""]}),
+        ("held_by too long", {**wire, "held_by": ["a"] * 4097}),
     ]
     return out
 

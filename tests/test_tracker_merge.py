@@ -1,5 +1,6 @@
 """The tracker's merge rules (pure) and its SQLite state."""
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -53,6 +54,25 @@ def test_new_path_is_accepted():
     t = Table()
     [row] = t.apply("alice", file("a.txt", {"alice": 1}))
     assert row == Stored(file("a.txt", {"alice": 1}), "alice", ("alice",))
+
+
+def test_a_rename_by_a_peer_without_the_bytes_lists_the_holders_it_names():
+    """The sender of a rename of a file it had not fetched names the holders of the row it
+    renamed: the new row can be fetched from them, and found lost when none has it."""
+    t = Table()
+    moved = dataclasses.replace(file("b.txt", {"bob": 1}), held=False, held_by=("alice", "bob", "alice"))
+    [row] = t.apply("bob", moved)
+    assert row.holders == ("alice",)  # never the sender itself, each once
+    assert row.entry.held_by == ()  # a hint for the tracker, not part of the row
+    # a chmod of it by a third peer that lacks the bytes too keeps the row's holders
+    chmod = dataclasses.replace(file("b.txt", {"bob": 1, "carol": 1}), mode=0o600, held=False)
+    [row] = t.apply("carol", chmod)
+    assert row.holders == ("alice",)
+    # the same bytes listed with nobody: the sender's names fill in
+    t.rows["c.txt"] = Stored(file("c.txt", {"dave": 1}), "dave", ())
+    [row] = t.apply("erin", dataclasses.replace(file("c.txt", {"dave": 1, "erin": 1}), held=False,
+                                                held_by=("dave",)))
+    assert row.holders == ("dave",)
 
 
 def test_newer_version_replaces_and_resets_holders():

@@ -46,7 +46,8 @@ def decide(incoming: Entry, peer_id: str, current: Stored | None, lookup: Lookup
     for any other path (it is used to place a conflict copy). An empty list means the
     update is ignored. A conflict copy comes before the winner.
     """
-    new = Stored(incoming, peer_id, holders_for(incoming, peer_id, current))
+    holders = holders_for(incoming, peer_id, current)
+    new = Stored(dataclasses.replace(incoming, held_by=()), peer_id, holders)
     if current is None:
         return [new]
     order = versions.compare(incoming.version, current.entry.version)
@@ -59,12 +60,14 @@ def decide(incoming: Entry, peer_id: str, current: Stored | None, lookup: Lookup
 
 def holders_for(incoming: Entry, peer_id: str, current: Stored | None) -> tuple[str, ...]:
     """Who holds ``incoming``: its sender, unless the sender says it does not (a chmod or
-    rename of a file it has not fetched yet); then whoever held the same bytes here."""
+    rename of a file it has not fetched yet); then whoever held the same bytes here, else
+    the holders the sender names (those of the row it renamed)."""
     if incoming.held:
         return (peer_id,)
-    if current is not None and not current.entry.deleted and current.entry.chunks == incoming.chunks:
+    if current is not None and not current.entry.deleted and current.entry.chunks == incoming.chunks \
+            and current.holders:
         return current.holders
-    return ()
+    return tuple(dict.fromkeys(h for h in incoming.held_by if h != peer_id))
 
 
 def resolve_conflict(a: Stored, b: Stored, lookup: Lookup) -> list[Stored]:

@@ -50,6 +50,10 @@ class Entry:
     # False when the sender changed only the name or attributes of a version it does not
     # hold completely (a stale file): it must not be listed as a holder
     held: bool = True
+    # with held False: the holders of the row the sender renamed or changed (it knows who
+    # has these bytes); the tracker lists them as this row's holders, so that the version
+    # can be fetched from them, and found lost when none of them has it any more
+    held_by: tuple[str, ...] = ()
     # user.* extended attributes (name -> value), synced like the content
     xattrs: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
@@ -67,6 +71,8 @@ class Entry:
         }
         if not self.held:
             wire["held"] = False
+        if self.held_by:
+            wire["held_by"] = list(self.held_by)
         if self.xattrs:
             wire["xattrs"] = dict(self.xattrs)
         return wire
@@ -104,8 +110,17 @@ class Entry:
         if not deleted and kind is Kind.FILE and sum(c.length for c in chunks) != size:
             raise ProtocolError(f"entry {path!r}: chunks do not add up to its size")
         held = require(m.get("held", True), bool, "held")
+        held_by = decode_held_by(m.get("held_by", []))
         xattrs = decode_xattrs(m.get("xattrs", {}))
-        return cls(path, kind, size, mode, mtime_ns, version, tuple(chunks), deleted, target, held, xattrs)
+        return cls(path, kind, size, mode, mtime_ns, version, tuple(chunks), deleted, target, held, held_by,
+                   xattrs)
+
+
+def decode_held_by(raw: object) -> tuple[str, ...]:
+    items = require(raw, list, "held_by")
+    if len(items) > MAX_VERSION_KEYS:
+        raise ProtocolError("too many peers in held_by")
+    return tuple(require_peer_id(item) for item in items)
 
 
 def decode_xattrs(raw: object) -> dict[str, bytes]:
