@@ -187,10 +187,16 @@ class Downloader:
         self.wake.set()
         return True
 
-    def update_holders(self, row: TableRow) -> None:
+    def update_holders(self, row: TableRow, data_id: int | None = None) -> None:
+        """News about who holds a version being fetched: for the partials of that version
+        at ``row``'s path, and for the one of data file ``data_id``, the file this peer
+        has there (renamed here from a stale file, its row still named the old path's
+        holders, so it never asked those who fetched it since). A repair keeps seq 0,
+        which marks it as one across restarts."""
         for p in self.partials.values():
-            if p.path == row.entry.path and p.row.entry.version == row.entry.version:
-                p.row = row
+            if (p.data_id == data_id and p.row.entry.chunks == row.entry.chunks) or (
+                    p.path == row.entry.path and p.row.entry.version == row.entry.version):
+                p.row = dataclasses.replace(row, seq=0) if p.repair else row
                 p.retry_at = 0.0
         self.wake.set()
 

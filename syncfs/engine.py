@@ -790,7 +790,7 @@ class Engine:
             return  # ignored here: the other peers' version stays theirs
         node, version, pending, busy = self._local_state(e.path)
         if version == e.version:
-            self.downloader.update_holders(row)  # news about who holds what we have
+            self.downloader.update_holders(row, node.data_id if node is not None else None)
             return
         action = decide(e, version, pending=pending, busy=busy)
         if action in (Action.IGNORE, Action.WAIT):

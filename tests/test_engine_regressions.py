@@ -1,6 +1,7 @@
 """Engine-level regressions from the review of the peer engine (no mount; Operations called
 directly). Each names the sequence of events that used to lose or corrupt data."""
 
+import dataclasses
 import errno
 import os
 
@@ -187,3 +188,23 @@ def test_writes_of_a_crashed_run_are_committed_before_a_remote_version_parked_fo
 
     run_with_ops(tmp_path, crash, fetch_timeout=0.5)
     run_with_ops(tmp_path, restart, fetch_timeout=0.5)
+
+
+def test_a_stale_file_renamed_here_learns_who_holds_it_at_its_new_path(tmp_path):
+    """Its download used the row of the old path: peers that fetched the renamed file
+    since (and are listed at the new path) must be asked too, or the only holder of the
+    old row answering MISSING would make this peer drop a version others hold."""
+    async def body(ops, engine, store):
+        data = b"A" * 5000
+        engine.apply_table(Table((frow("x", data, {"other": 1}, 1),), 1))
+        await ops.lookup(ROOT_INO, b"x", None)
+        await ops.rename(ROOT_INO, b"x", ROOT_INO, b"y", 0, None)
+        y = store.lookup_path("y")
+        sent = outbox(store)["y"]
+        assert not sent.held and sent.held_by == ("other",)
+        row = TableRow(dataclasses.replace(sent, held=True, held_by=()), 2, ("other", "third"))
+        engine.apply_table(Table((row,), 2))
+        p = engine.downloader.partials[y.data_id]
+        assert p.row.holders == ("other", "third") and p.path == "y"
+
+    run_with_ops(tmp_path, body, fetch_timeout=0.5)
