@@ -387,6 +387,10 @@ class WatchedDir:
                 self._queue(path, writing=True)  # still changing: once it is quiet
                 return
             log.debug("pushed %s (%d bytes)", path, done[0].size)
+            if not share_unchanged(self.store.seen(path), self._shared(done[0])):
+                # the share had these bytes already, under a newer version whose attributes
+                # differ (changed there while this write waited for quiet): they come here
+                self._queue(path)
 
     async def _share_dirs(self, path: str) -> Node:
         """The share's directory node for the parent of ``path``, committing the directories

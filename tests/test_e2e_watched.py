@@ -313,3 +313,28 @@ def test_a_missing_or_non_directory_is_refused_clearly(cluster: Cluster, tmp_pat
     (tmp_path / "file").write_text("x")
     a_file = syncfs_cli("sync", str(tmp_path / "file"), "--tracker", token)
     assert a_file.returncode != 0 and "is not a directory" in a_file.stderr
+
+
+def test_a_local_rewrite_of_the_bytes_the_share_has_under_newer_attributes_takes_them(cluster: Cluster) -> None:
+    """The same bytes rewritten here while another peer touched the file: once the
+    write is pushed (nothing new: the share has these bytes), the share's newer mtime
+    comes here, instead of both sides thinking they agree (found by the randomized
+    convergence test: one mtime differed for good)."""
+    s = cluster.add_peer(watched=True)
+    p2, p3 = cluster.start_peers(2)
+    (s.mnt / "y").write_bytes(b"same bytes\n")
+    wait_same_tree([s, p2, p3])
+    later = time.time_ns() + 3600 * 10**9
+    with open(s.mnt / "y", "r+b") as f:
+        def rewrite() -> None:  # writes keep the watcher waiting for quiet before it pushes
+            f.seek(0)
+            f.write(b"same bytes\n")
+            f.flush()
+
+        rewrite()
+        os.utime(p2.mnt / "y", ns=(later, later))  # meanwhile, in the share
+        wait_for(lambda: rewrite() or p3.path("y").stat().st_mtime_ns == later, what="the touch on p3")
+        seq = cli_status(p3)["tracker"]["last_seq"]
+        wait_for(lambda: rewrite() or cli_status(s)["tracker"]["last_seq"] >= seq, what="the touch applied on s1")
+    tree = wait_same_tree([s, p2, p3], timeout=30)
+    assert sorted(tree) == ["y"] and tree["y"].mtime_ns == later, tree
