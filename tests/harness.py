@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -177,6 +178,24 @@ def wait_same_tree(
             raise AssertionError(f"{exc}\n" + "\n".join(diffs)) from None
         raise
     return result[0]
+
+
+def crash_now(cluster: Cluster, peers: Sequence[PeerProc], rng: random.Random, *,
+              tracker: float, peer: float) -> bool:
+    """For a randomized workload: with probability ``tracker`` SIGKILL and restart the
+    tracker, else with ``peer`` a peer drawn from ``peers`` (often mid-transfer). True if
+    it did either; one draw from ``rng``, and one more for the peer."""
+    roll = rng.random()
+    if roll < tracker:
+        cluster.tracker.kill()
+        cluster.tracker.start()
+        return True
+    if roll < tracker + peer:
+        victim = rng.choice(peers)
+        victim.kill()
+        victim.start()
+        return True
+    return False
 
 
 # --------------------------------------------------------------------------- mounts

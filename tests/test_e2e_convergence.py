@@ -9,7 +9,7 @@ import os
 import random
 
 import pytest
-from harness import wait_same_tree
+from harness import crash_now, wait_same_tree
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -36,15 +36,7 @@ def test_random_operations_converge(cluster, watched):
                     touched[other] = i
 
     for i in range(OPERATIONS):
-        roll = rng.random()
-        if roll < 0.02:
-            cluster.tracker.kill()
-            cluster.tracker.start()
-            continue
-        if roll < 0.04:
-            victim = rng.choice(peers)
-            victim.kill()
-            victim.start()
+        if crash_now(cluster, peers, rng, tracker=0.02, peer=0.02):
             continue
         peer = rng.choice(peers)
         d = rng.choice(DIRS)

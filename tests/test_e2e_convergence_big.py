@@ -11,7 +11,7 @@ import os
 import random
 
 import pytest
-from harness import wait_same_tree
+from harness import crash_now, wait_same_tree
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -33,15 +33,7 @@ def test_random_edits_of_big_files_converge(cluster):
         written[hashlib.sha256(data).hexdigest()] = (rel, i)
 
     for i in range(OPERATIONS):
-        roll = rng.random()
-        if roll < 0.03:
-            cluster.tracker.kill()
-            cluster.tracker.start()
-            continue
-        if roll < 0.10:
-            victim = rng.choice(peers)
-            victim.kill()  # often in the middle of fetching a file
-            victim.start()
+        if crash_now(cluster, peers, rng, tracker=0.03, peer=0.07):
             continue
         peer = rng.choice(peers)
         rel = rng.choice(NAMES)
