@@ -288,7 +288,7 @@ class Pinning:
                 or engine.peer_id in p.row.holders \
                 or node.ino in engine.open_count or engine._busy(node.ino) or self.pinned_by(node.path):
             return 0
-        freed = sum(p.row.entry.chunks[i].length for i in p.present)
+        freed = p.bytes_present
         old = p.data_id
         with self.store.transaction():
             new = self.store.new_data_file(node.size)
@@ -431,7 +431,7 @@ class Pinning:
         partials = self.engine.downloader.partials
         total = sum(size for _, size, data_id in self.store.file_sizes() if data_id not in partials)
         for p in partials.values():
-            total += sum(p.row.entry.chunks[i].length for i in p.present)
+            total += p.bytes_present
         return total
 
     async def _evictor(self) -> None:
@@ -455,7 +455,7 @@ class Pinning:
         for path, size, data_id in self.store.file_sizes():
             p = partials.get(data_id)  # type: ignore[arg-type]
             if p is not None:
-                size = sum(p.row.entry.chunks[i].length for i in p.present)
+                size = p.bytes_present
             if size:
                 candidates.append((self.last_use.get(path, 0.0), path, size, p is not None))
         candidates.sort()

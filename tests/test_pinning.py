@@ -148,7 +148,7 @@ def test_the_chunks_of_a_partly_fetched_file_are_freed_without_asking(tmp_path):
         p = engine.downloader.partials[node.data_id]
         with open(store.data_path(node.data_id), "r+b") as f:  # as if its first chunk was read
             f.write(data[: chunks[0].length])
-        p.present.add(0)
+        p.add_present(0)
         engine.pinning.pin(["big"])
         assert engine.pinning.free_partial(node) == 0  # pinned: kept
         await engine.pinning.unpin(["big"])
