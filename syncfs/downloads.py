@@ -8,20 +8,23 @@ resumes from every verified chunk and never returns bytes that were not verified
 """
 
 import bisect
+import contextlib
 import dataclasses
 import errno
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import msgpack
 import trio
 
 from . import chunking
 from .p2p import BadChunk, ChunkUnavailable, PeerPool
+from .partial import Partial
 from .protocol.messages import TableRow
 from .store import Store, read_chunk
+from .wakeup import Wakeup
 from .wire import LinkClosed
 
 log = logging.getLogger(__name__)
@@ -31,122 +34,52 @@ SYNC_SECONDS = 0.5  # … or seconds, whichever comes first
 MAX_UNSYNCED = 4 * SYNC_EVERY  # fetched but not yet recorded: beyond this, fetching waits
 CHUNKS_IN_FLIGHT_PER_FILE = 8
 READ_AHEAD = 2
-RETRY_INITIAL = 0.5
-RETRY_MAX = 10.0
 
 
-@dataclasses.dataclass
-class Partial:
+@dataclasses.dataclass(frozen=True)
+class Damage:
+    """A chunk of a local data file failed its check (or could not be read)."""
+
     data_id: int
-    row: TableRow
-    present: set[int]
-    offsets: list[int] = dataclasses.field(default_factory=list)
-    inflight: dict[int, trio.Event] = dataclasses.field(default_factory=dict)
-    # verified chunks fetched for a read, given to it before they are in the data file;
-    # each is in ``writing`` (set once written and present, or failed) until then
-    fresh: dict[int, bytes | bytearray] = dataclasses.field(default_factory=dict)
-    writing: dict[int, trio.Event] = dataclasses.field(default_factory=dict)
-    # chunk writes into the data file running in worker threads, and their end
-    writes_running: int = 0
-    writes_idle: trio.Event = dataclasses.field(default_factory=trio.Event)
-    unsynced: list[int] = dataclasses.field(default_factory=list)
-    syncing: list[int] = dataclasses.field(default_factory=list)  # the batch a record is making durable
-    bytes_present: int = 0
-    record_lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
-    filling: bool = False
-    cancelled: bool = False
-    retry_at: float = 0.0
-    recorded_at: float = 0.0
-    lost_since: float | None = None
-    record_soon: bool = False  # a background _record is scheduled
-    attempted: bool = False  # had a first fill (local chunks copied)
-    must_fill: bool = False  # fill even in --on-demand mode (renamed or changed here)
-    repair: bool = False  # a complete local copy found corrupt: refetch, never drop
-    backoff: float = RETRY_INITIAL
-    last_error: str = ""
-
-    def __post_init__(self) -> None:
-        self.offsets = chunking.offsets(self.row.entry.chunks)
-        self.bytes_present = sum(self.row.entry.chunks[i].length for i in self.present)
-
-    def add_present(self, i: int) -> None:
-        if i not in self.present:
-            self.present.add(i)
-            self.bytes_present += self.row.entry.chunks[i].length
-
-    def drop_present(self, indices: set[int]) -> None:
-        gone = indices & self.present
-        self.present -= gone
-        self.bytes_present -= sum(self.row.entry.chunks[i].length for i in gone)
-        self.unsynced = [i for i in self.unsynced if i not in gone]
-
-    def durable(self) -> list[int]:
-        """The chunks present whose bytes an fdatasync has covered: what may be recorded."""
-        return sorted(i for i in self.present if i not in self.unsynced and i not in self.syncing)
-
-    @property
-    def path(self) -> str:
-        return self.row.entry.path
-
-    @property
-    def complete(self) -> bool:
-        return len(self.present) == len(self.row.entry.chunks)
-
-    def missing(self) -> list[int]:
-        return [i for i in range(len(self.row.entry.chunks)) if i not in self.present]
-
-    def readable(self, i: int) -> bool:
-        """Chunk ``i`` can be read: present in the data file, or fresh."""
-        return i in self.present or i in self.fresh
-
-    def has(self, i: int, for_read: bool) -> bool:
-        """Chunk ``i`` is as far as a fetch must take it: readable for a read, else present."""
-        return self.readable(i) if for_read else i in self.present
-
-    def read(self, fd: int, offset: int, size: int) -> bytes:
-        """Bytes [offset, offset+size) of chunks that are all readable: fresh ones from
-        memory, the others from the data file behind ``fd``."""
-        if not self.fresh:
-            return os.pread(fd, size, offset)
-        end = min(offset + size, self.row.entry.size)
-        out = bytearray()
-        for i in self.covering(offset, size):
-            start = self.offsets[i]
-            lo, hi = max(offset, start), min(end, start + self.row.entry.chunks[i].length)
-            data = self.fresh.get(i)
-            out += data[lo - start:hi - start] if data is not None else os.pread(fd, hi - lo, lo)
-        return bytes(out)
-
-    def covering(self, offset: int, size: int) -> range:
-        """Indices of the chunks that hold bytes [offset, offset+size)."""
-        chunks = self.row.entry.chunks
-        if not chunks or size <= 0 or offset >= self.row.entry.size:
-            return range(0)
-        first = bisect.bisect_right(self.offsets, offset) - 1
-        last = bisect.bisect_right(self.offsets, min(offset + size, self.row.entry.size) - 1) - 1
-        return range(max(first, 0), last + 1)
+    offset: int
+    length: int
+    digest: bytes
+    why: str
 
 
 class Downloader:
-    """Owns every Partial of the store; the engine asks it to fill, read or drop them."""
+    """Owns every Partial of the store; the other parts ask it to fill, read or drop them.
 
-    def __init__(self, store: Store, pool: PeerPool, on_complete: Callable[[Partial], None]) -> None:
+    It reports on channels made by the composition root: each version completed here
+    (``completed``), each local chunk found damaged (``damaged``), and the digests of chunks
+    of partial versions as they become servable to the swarm (``indexed``). None drops that
+    kind of report (tests of the downloader alone)."""
+
+    def __init__(self, store: Store, pool: PeerPool, *,
+                 completed: "trio.MemorySendChannel[Partial] | None" = None,
+                 damaged: "trio.MemorySendChannel[Damage] | None" = None,
+                 indexed: "trio.MemorySendChannel[list[bytes]] | None" = None,
+                 max_rate: float = 0.0) -> None:
         self.store = store
         self.pool = pool
-        self.on_complete = on_complete
+        self._completed = completed
+        self._damaged = damaged
+        self._indexed = indexed
         self.partials: dict[int, Partial] = {}
-        # (data_id, offset, length, digest, why): a local chunk failed its check
-        self.on_corrupt: Callable[[int, int, int, bytes, str], None] = lambda *_: None
         self._limit = trio.CapacityLimiter(16)
         self.bytes_local = 0
-        self.wake = trio.Event()
+        self.wake = Wakeup()
         self.paused = False  # background filling stops between chunks
-        self.max_rate = 0.0  # bytes per second from the network; 0: no limit
+        self.max_rate = max_rate  # bytes per second from the network; 0: no limit
         self._rate_free_at = 0.0
-        # where presence records run off the fetching task's path (set by the engine)
-        self.nursery: trio.Nursery | None = None
-        # told the digests of chunks of partial versions as they become servable
-        self.on_indexed: Callable[[list[bytes]], None] = lambda _: None
+        # where presence records and read-ahead run off the fetching task's path
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
 
     def load(self) -> None:
         for data_id, raw_row, raw_present in self.store.partials():
@@ -165,7 +98,7 @@ class Downloader:
     def drop(self, data_id: int) -> None:
         p = self.partials.pop(data_id, None)
         if p is not None:
-            p.cancelled = True
+            p.fill.cancel()
             self.store.partial_remove(data_id)
 
     def damaged(self, data_id: int, repair: TableRow, offset: int, length: int, digest: bytes) -> bool:
@@ -181,7 +114,7 @@ class Downloader:
         if not bad:
             return False
         p.drop_present(bad)
-        p.retry_at = 0.0
+        p.fill.news()
         self.partials[data_id] = p
         self.store.partial_put(data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(p.durable()))
         self.wake.set()
@@ -197,12 +130,12 @@ class Downloader:
             if (p.data_id == data_id and p.row.entry.chunks == row.entry.chunks) or (
                     p.path == row.entry.path and p.row.entry.version == row.entry.version):
                 p.row = dataclasses.replace(row, seq=0) if p.repair else row
-                p.retry_at = 0.0
+                p.fill.news()
         self.wake.set()
 
     def retry_all(self) -> None:
         for p in self.partials.values():
-            p.retry_at = 0.0
+            p.fill.news()
         self.wake.set()
 
     # -- reading and filling -------------------------------------------------------------
@@ -231,7 +164,7 @@ class Downloader:
             raise ChunkUnavailable(p.row.entry.chunks[missing[0]].digest, f"{p.path}: replaced by a newer version")
         if missing:
             raise ChunkUnavailable(p.row.entry.chunks[missing[0]].digest,
-                                   f"{p.path}: not fetched within {timeout:g}s ({p.last_error or 'no holder online'})")
+                                   f"{p.path}: not fetched within {timeout:g}s ({p.fill.last_error or 'no holder online'})")
 
     async def _ensure_patiently(self, p: Partial, i: int, for_read: bool = False) -> None:
         delay = 0.05
@@ -239,7 +172,7 @@ class Downloader:
             try:
                 await self._ensure_one(p, i, for_read)
             except ChunkUnavailable as exc:
-                p.last_error = exc.why
+                p.fill.last_error = exc.why
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
@@ -280,10 +213,12 @@ class Downloader:
             raise errors[0]
         await self.settle(p)
 
-    def read_ahead(self, nursery: trio.Nursery, p: Partial, after: int) -> None:
+    def read_ahead(self, p: Partial, after: int) -> None:
+        if self._nursery is None:
+            return
         for i in range(after + 1, min(after + 1 + READ_AHEAD, len(p.row.entry.chunks))):
             if i not in p.present and i not in p.inflight:
-                nursery.start_soon(self._ensure_quietly, p, i)
+                self._nursery.start_soon(self._ensure_quietly, p, i)
 
     async def _ensure_quietly(self, p: Partial, i: int) -> None:
         try:
@@ -328,12 +263,12 @@ class Downloader:
             if p.cancelled:
                 return
             self.store.ensure_room(len(data))  # the sparse file grows by at most this
-            if for_read and self.nursery is not None:
+            if for_read and self._nursery is not None:
                 # the read need not wait for the write (about 1 ms for 1 MiB): it gets
                 # these verified bytes from memory, and the chunk is present once written
                 p.fresh[i] = data
                 p.writing[i] = trio.Event()
-                self.nursery.start_soon(self._write_fresh, p, i)
+                self._nursery.start_soon(self._write_fresh, p, i)
                 return
             await self._write_chunk(p, i, data)
         await self._written(p, i)
@@ -369,7 +304,7 @@ class Downloader:
         p = self.partials.get(data_id) if data_id is not None else None
         if p is None:
             return
-        p.cancelled = True  # no write starts from now on
+        p.fill.cancel()  # no write starts from now on
         while p.writing or p.writes_running:
             if p.writing:
                 await next(iter(p.writing.values())).wait()
@@ -385,18 +320,18 @@ class Downloader:
         if p.complete:
             await self.settle(p)  # whoever fetched the last chunk (fill, read, read-ahead)
         elif len(p.unsynced) >= SYNC_EVERY or trio.current_time() - p.recorded_at > SYNC_SECONDS:
-            if self.nursery is None or len(p.unsynced) >= MAX_UNSYNCED:
+            if self._nursery is None or len(p.unsynced) >= MAX_UNSYNCED:
                 await self._record(p)  # back-pressure: a crash loses a bounded amount
             elif not p.record_soon:
                 # the bytes are in the data file, so a read can use them now; making them
                 # durable (fdatasync) and saying so need not hold up that read
                 p.record_soon = True
-                self.nursery.start_soon(self._record_quietly, p)
-        elif self.nursery is not None and not p.record_soon:
+                self._nursery.start_soon(self._record_quietly, p)
+        elif self._nursery is not None and not p.record_soon:
             # recorded (and so served to others) within SYNC_SECONDS even if no further
             # chunk arrives, as after an on-demand read
             p.record_soon = True
-            self.nursery.start_soon(self._record_quietly, p, p.recorded_at + SYNC_SECONDS)
+            self._nursery.start_soon(self._record_quietly, p, p.recorded_at + SYNC_SECONDS)
 
 
     async def _throttle(self, n: int) -> None:
@@ -436,8 +371,10 @@ class Downloader:
                 p.syncing = []
                 p.unsynced[:0] = [i for i in batch if i in p.present]
                 raise
-            if not p.complete:
-                self.on_indexed([entry.chunks[i].digest for i in batch])
+            if not p.complete and self._indexed is not None:
+                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                    # a hint to the swarm: when the server falls behind, peers ask anyway
+                    self._indexed.send_nowait([entry.chunks[i].digest for i in batch])
 
     async def _record_quietly(self, p: Partial, at: float = 0.0) -> None:
         """_record in the background (from time ``at``): a failure is logged, and the next
@@ -465,7 +402,8 @@ class Downloader:
             del self.partials[p.data_id]
             self.store.partial_remove(p.data_id)
             log.debug("completed %s", p.path)
-            self.on_complete(p)
+            if self._completed is not None:
+                await self._completed.send(p)
 
     async def complete(self, p: Partial, timeout: float) -> None:
         await self.ensure(p, range(len(p.row.entry.chunks)), timeout)
@@ -501,13 +439,18 @@ class Downloader:
             except OSError as exc:
                 data = None
                 if exc.errno != errno.ENOENT:  # gone is normal (deleted meanwhile); unreadable is not
-                    self.on_corrupt(data_id, offset, n, want, f"unreadable: {exc}")
+                    await self._report_damage(Damage(data_id, offset, n, want, f"unreadable: {exc}"))
             else:
                 if data is None:
-                    self.on_corrupt(data_id, offset, n, want, "its digest does not match")
+                    await self._report_damage(Damage(data_id, offset, n, want, "its digest does not match"))
             if data is not None:
                 return data
         return None
+
+
+    async def _report_damage(self, damage: Damage) -> None:
+        if self._damaged is not None:
+            await self._damaged.send(damage)
 
 
 def _write_at(path: os.PathLike, data: bytes | bytearray, offset: int) -> None:

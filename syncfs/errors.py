@@ -14,3 +14,11 @@ class FsError(Exception):
 
     def __str__(self) -> str:
         return f"{errno.errorcode.get(self.errno, self.errno)}: {self.why or os.strerror(self.errno)}"
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf of a (nested) exception group: what a single-task failure raised."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 import pyfuse3
 import trio
 
-from .engine import Engine
 from .errors import FsError
+from .files import Files
+from .notices import Notice, NoticeKind
 from .protocol.entries import Kind
 from .store import Node
+from .xattrs import Xattrs
 
 log = logging.getLogger(__name__)
 
@@ -70,45 +72,30 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = True
     enable_acl = False
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, files: Files, xattrs: Xattrs, notices: "trio.MemoryReceiveChannel[Notice]") -> None:
         super().__init__()
-        self.engine = engine
-        engine.kernel_mtime = self.enable_writeback_cache
+        self.files = files
+        self.inodes = files.inodes
+        self.store = files.store
+        self.xattrs = xattrs
+        self._notices = notices
         self.uid = os.getuid()
         self.gid = os.getgid()
-        self._invalidations: trio.MemorySendChannel | None = None
 
-    # -- cache invalidation (Frontend for the engine) -------------------------------------
+    # -- cache invalidation ------------------------------------------------------------
 
     async def run_invalidator(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Clears the kernel's caches for remote changes, outside any request handler."""
-        send, receive = trio.open_memory_channel[tuple](10_000)
-        self._invalidations = send
         task_status.started()
-        async for kind, a, b in receive:
+        async for notice in self._notices:
             try:
-                if kind == "inode":
-                    await trio.to_thread.run_sync(pyfuse3.invalidate_inode, a)
-                else:
-                    await trio.to_thread.run_sync(pyfuse3.invalidate_entry, a, b.encode("utf-8"))
+                if notice.kind is NoticeKind.NAME:
+                    await trio.to_thread.run_sync(pyfuse3.invalidate_entry, notice.ino, notice.name.encode("utf-8"))
+                elif notice.kind is NoticeKind.NODE:
+                    await trio.to_thread.run_sync(pyfuse3.invalidate_inode, notice.ino)
+                # COMPLETE: the kernel reads through us; nothing of its caches depends on it
             except (OSError, pyfuse3.FUSEError):
                 pass  # the kernel never had it cached
-
-    def invalidate_inode(self, ino: int) -> None:
-        self._queue(("inode", ino, None))
-
-    def invalidate_entry(self, parent_ino: int, name: str) -> None:
-        self._queue(("entry", parent_ino, name))
-
-    def file_complete(self, ino: int) -> None:
-        pass  # the kernel reads through us; nothing of its caches depends on completeness
-
-    def _queue(self, item: tuple) -> None:
-        if self._invalidations is not None:
-            try:
-                self._invalidations.send_nowait(item)
-            except trio.WouldBlock:
-                log.warning("kernel cache invalidation queue full; attributes may be stale for %.0fs", ATTR_TIMEOUT)
 
     # -- attributes --------------------------------------------------------------------
 
@@ -129,7 +116,7 @@ class Operations(pyfuse3.Operations):
         if node.kind is Kind.FILE and size:
             # never 0 for a file with bytes: GNU tar --sparse archives such a file as one
             # hole without reading it (a file whose chunks are all elsewhere would lose them)
-            a.st_blocks = max(1, (self.engine.bytes_here(node) + 511) // 512)
+            a.st_blocks = max(1, (self.inodes.bytes_here(node) + 511) // 512)
         else:
             a.st_blocks = (size + 511) // 512
         a.st_atime_ns = node.mtime_ns
@@ -139,11 +126,11 @@ class Operations(pyfuse3.Operations):
 
     @translated
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attrs(self.engine.lookup(parent_inode, _name(name)))
+        return self._attrs(self.inodes.lookup(parent_inode, _name(name)))
 
     @translated
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attrs(self.engine.node(inode))
+        return self._attrs(self.inodes.node(inode))
 
     @translated
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
@@ -151,7 +138,7 @@ class Operations(pyfuse3.Operations):
         mtime = None
         if fields.update_mtime:
             mtime = attr.st_mtime_ns
-        node = await self.engine.setattr(
+        node = await self.files.setattr(
             inode,
             mode=stat.S_IMODE(attr.st_mode) if fields.update_mode else None,
             size=attr.st_size if fields.update_size else None,
@@ -162,14 +149,14 @@ class Operations(pyfuse3.Operations):
 
     @translated
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        node = self.engine.node(inode)
+        node = self.inodes.node(inode)
         if node.kind is not Kind.SYMLINK:
             raise FsError(errno.EINVAL)
         return node.target.encode("utf-8", "surrogateescape")
 
     @translated
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        st = self.engine.store.statvfs()
+        st = self.store.statvfs()
         out = pyfuse3.StatvfsData()
         out.f_bsize = st.f_bsize
         out.f_frsize = st.f_frsize
@@ -186,7 +173,7 @@ class Operations(pyfuse3.Operations):
 
     @translated
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        node = self.engine.node(inode)
+        node = self.inodes.node(inode)
         if node.kind is not Kind.DIR:
             raise FsError(errno.ENOTDIR)
         return inode
@@ -194,9 +181,9 @@ class Operations(pyfuse3.Operations):
     @translated
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         after = start_id
-        while batch := self.engine.store.children(fh, after_ino=after):
+        while batch := self.store.children(fh, after_ino=after):
             for child in batch:
-                if not pyfuse3.readdir_reply(token, child.name.encode("utf-8"), self._attrs(self.engine.with_live(child)), child.ino):
+                if not pyfuse3.readdir_reply(token, child.name.encode("utf-8"), self._attrs(self.inodes.with_live(child)), child.ino):
                     return
                 after = child.ino
 
@@ -205,57 +192,57 @@ class Operations(pyfuse3.Operations):
 
     @translated
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attrs(self.engine.mkdir(parent_inode, _name(name), mode))
+        return self._attrs(self.files.mkdir(parent_inode, _name(name), mode))
 
     @translated
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        self.engine.rmdir(parent_inode, _name(name))
+        self.files.rmdir(parent_inode, _name(name))
 
     @translated
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        self.engine.unlink(parent_inode, _name(name))
+        self.files.unlink(parent_inode, _name(name))
 
     @translated
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
                      flags: int, ctx: pyfuse3.RequestContext) -> None:
-        self.engine.rename(parent_inode_old, _name(name_old), parent_inode_new, _name(name_new), flags)
+        self.files.rename(parent_inode_old, _name(name_old), parent_inode_new, _name(name_new), flags)
 
     @translated
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attrs(self.engine.symlink(parent_inode, _name(name), target.decode("utf-8", "surrogateescape")))
+        return self._attrs(self.files.symlink(parent_inode, _name(name), target.decode("utf-8", "surrogateescape")))
 
     # -- files -------------------------------------------------------------------------
 
     @translated
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        handle, node = self.engine.create(parent_inode, _name(name), mode)
+        handle, node = self.files.create(parent_inode, _name(name), mode)
         return pyfuse3.FileInfo(fh=handle.fh), self._attrs(node)
 
     @translated
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        handle = await self.engine.open(inode, flags)
+        handle = await self.files.open(inode, flags)
         # every remote version is a new inode, so cached pages of an inode stay true
         return pyfuse3.FileInfo(fh=handle.fh, keep_cache=True)
 
     @translated
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self.engine.read(self.engine.handle(fh), off, size)
+        return await self.files.read(self.inodes.handle(fh), off, size)
 
     @translated
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        return self.engine.write(self.engine.handle(fh), off, buf)
+        return self.files.write(self.inodes.handle(fh), off, buf)
 
     async def flush(self, fh: int) -> None:
         return None
 
     @translated
     async def fsync(self, fh: int, datasync: bool) -> None:
-        await trio.to_thread.run_sync(self.engine.fsync, fh)
+        await trio.to_thread.run_sync(self.files.fsync, fh)
 
     @translated
     async def release(self, fh: int) -> None:
-        self.engine.release(fh)
+        self.files.release(fh)
 
     # -- extended attributes -------------------------------------------------------------
 
@@ -266,20 +253,20 @@ class Operations(pyfuse3.Operations):
             # program waits for the answer: give it without a look into the store (only
             # user.* attributes are kept)
             raise pyfuse3.FUSEError(errno.ENODATA)
-        return self.engine.get_xattr(inode, _name(name))
+        return self.xattrs.get(inode, _name(name))
 
     @translated
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        return [n.encode() for n in self.engine.xattr_names(inode)]
+        return [n.encode() for n in self.xattrs.names(inode)]
 
     @translated
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
-        self.engine.set_xattr(inode, _name(name), bytes(value))
+        self.xattrs.set(inode, _name(name), bytes(value))
 
     @translated
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        self.engine.set_xattr(inode, _name(name), None)
+        self.xattrs.set(inode, _name(name), None)
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for ino, _ in inode_list:
-            self.engine.forget(ino)
+            self.inodes.forget(ino)

@@ -20,15 +20,15 @@ READ_AHEAD_KIB = 1024
 
 def run_mount(cfg: MountConfig, mountpoint: Path, ready_fd: int | None = None) -> int:
     status = run_peer(cfg, mountpoint, ready_fd, on_demand=cfg.on_demand,
-                      body=lambda peer: _run(peer, mountpoint, ready_fd))
+                      body=lambda peer: _run(peer, mountpoint, ready_fd),
+                      kernel_mtime=Operations.enable_writeback_cache)
     if status == 0:
         log.info("unmounted %s", mountpoint)
     return status
 
 
 def _run(peer: Peer, mountpoint: Path, ready_fd: int | None) -> None:
-    ops = Operations(peer.engine)
-    peer.engine.frontend = ops
+    ops = Operations(peer.engine.files, peer.engine.xattrs, peer.notices)
     options = set(pyfuse3.default_options)
     # the kernel checks permissions (default_permissions); only the mounting user may
     # enter unless --allow-other

@@ -103,9 +103,11 @@ class ChunkServer:
     A link whose peer leaves the tracker's list (offline, revoked) is closed at once.
     """
 
-    def __init__(self, read_chunk: Callable, pool: "PeerPool", host: str, port: int) -> None:
+    def __init__(self, read_chunk: Callable, pool: "PeerPool", host: str, port: int,
+                 indexed: "trio.MemoryReceiveChannel[list[bytes]] | None" = None) -> None:
         # read_chunk: async (digest) -> bytes | None, verified against the digest
         self.read_chunk = read_chunk
+        self._indexed = indexed  # digests to announce as they become servable
         self.pool = pool
         self.peer_id = pool.peer_id
         self.host = host
@@ -130,8 +132,14 @@ class ChunkServer:
         log.info("serving chunks on %s:%d", self.host or "*", self.port)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self._indexed is not None:
+                nursery.start_soon(self._announce_indexed, self._indexed)
             task_status.started(self.port)
             await trio.serve_listeners(self._serve, listeners, handler_nursery=nursery)
+
+    async def _announce_indexed(self, indexed: "trio.MemoryReceiveChannel[list[bytes]]") -> None:
+        async for digests in indexed:
+            self.announce(digests)
 
     def announce(self, digests: list[bytes]) -> None:
         """Tell every peer linked to us that we now serve ``digests`` (pieces of versions we

@@ -21,6 +21,7 @@ from .control import ControlError, ControlServer, check_private_dir, register, u
 from .engine import Engine
 from .identity import Identity, IdentityError
 from .invite import BadToken, Invite, looks_like_token, parse
+from .notices import Notice, notice_channel
 from .p2p import ChunkServer, PeerPool
 from .status import ControlHandler, current_log_file, write_status
 from .store import Store, StoreBusy
@@ -28,6 +29,7 @@ from .tracker_link import TrackerLink
 
 log = logging.getLogger(__name__)
 
+ANNOUNCE_QUEUE = 256  # batches of digests; past that the swarm learns by asking
 FLUSH_TIMEOUT = 3.0  # seconds at exit to record fetched chunks: well within what a service manager waits
 
 
@@ -44,10 +46,11 @@ class Peer:
     engine: Engine
     server: ChunkServer
     listen_host: str
+    notices: "trio.MemoryReceiveChannel[Notice]"  # for the front end
 
 
 @contextlib.contextmanager
-def open_peer(cfg: MountConfig, share_dir: Path, *, on_demand: bool) -> Iterator[Peer]:
+def open_peer(cfg: MountConfig, share_dir: Path, *, on_demand: bool, kernel_mtime: bool = False) -> Iterator[Peer]:
     """Open the store of the share at ``share_dir`` and build the peer around it; the
     store is closed on exit. Raises ConfigError, StoreBusy, ControlError, IdentityError."""
     invite = join_token(cfg)
@@ -64,13 +67,14 @@ def open_peer(cfg: MountConfig, share_dir: Path, *, on_demand: bool) -> Iterator
             log.info("peer id %s (was %s)", me.id, store.peer_id)
             store.set_meta("peer_id", me.id)
         pool = PeerPool(me, store.peer_id, listen_host or None)
-        engine = Engine(store, pool, on_demand=on_demand, fetch_timeout=cfg.fetch_timeout)
-        engine.mountpoint = str(share_dir)
-        engine.downloader.max_rate = cfg.max_rate
-        engine.pinning.cache_size = cfg.cache_size
-        server = ChunkServer(engine.downloader.serve_chunk, pool, listen_host, listen_port)
-        engine.downloader.on_indexed = server.announce  # pieces of partial versions: the swarm
-        yield Peer(cfg, share_dir, invite, store, me, pool, engine, server, listen_host)
+        notices_send, notices = notice_channel()
+        # pieces of partial versions, announced to the swarm as they become servable
+        indexed_send, indexed = trio.open_memory_channel[list[bytes]](ANNOUNCE_QUEUE)
+        engine = Engine(store, pool, on_demand=on_demand, fetch_timeout=cfg.fetch_timeout,
+                        max_rate=cfg.max_rate, cache_size=cfg.cache_size, kernel_mtime=kernel_mtime,
+                        mountpoint=str(share_dir), notices=notices_send, indexed=indexed_send)
+        server = ChunkServer(engine.downloader.serve_chunk, pool, listen_host, listen_port, indexed)
+        yield Peer(cfg, share_dir, invite, store, me, pool, engine, server, listen_host, notices)
     finally:
         store.close()
 
@@ -164,13 +168,13 @@ def _keep_freed_buffers() -> None:
 
 
 def run_peer(cfg: MountConfig, share_dir: Path, ready_fd: int | None, *, on_demand: bool,
-             body: Callable[[Peer], None]) -> int:
+             body: Callable[[Peer], None], kernel_mtime: bool = False) -> int:
     """Open the peer of ``share_dir`` and run ``body`` on it (a front end's whole life);
     the exit status, after telling the waiting parent why it could not start."""
     _keep_freed_buffers()
     setup_logging(cfg)
     try:
-        with open_peer(cfg, share_dir, on_demand=on_demand) as peer:
+        with open_peer(cfg, share_dir, on_demand=on_demand, kernel_mtime=kernel_mtime) as peer:
             body(peer)
     except (ConfigError, StoreBusy, ControlError, IdentityError) as exc:
         report(ready_fd, str(exc))

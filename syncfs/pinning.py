@@ -27,20 +27,24 @@ import errno
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 import trio
 
+from .claims import Claims
+from .downloads import Downloader
+from .errorlog import ErrorLog
 from .errors import FsError
+from .ignores import ShareIgnores
+from .inodes import Inodes
+from .notices import Notifier
+from .outbox import Outbox
 from .protocol.entries import Kind
 from .protocol.messages import DropAnswer, TableRow
 from .protocol.paths import BadPath, validate_path
 from .protocol.versions import Order, compare
-from .store import Node
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .store import Node, Store
 
 log = logging.getLogger(__name__)
 
@@ -90,21 +94,29 @@ def check_paths(paths: object) -> list[str]:
 
 
 class Pinning:
-    """Pins, last-use times and withdrawals of this peer's copies; owned by the engine."""
+    """Pins, last-use times and withdrawals of this peer's copies."""
 
-    def __init__(self, engine: "Engine") -> None:
-        self.engine = engine
-        self.store = engine.store
-        self.cache_size = 0  # bytes of file data to keep at most; 0: no limit
+    def __init__(self, store: Store, inodes: Inodes, downloader: Downloader, outbox: Outbox,
+                 claims: Claims, ignores: ShareIgnores, notifier: Notifier, errors: ErrorLog, *,
+                 on_demand: bool, cache_size: int = 0) -> None:
+        self.store = store
+        self._inodes = inodes
+        self._downloader = downloader
+        self._outbox = outbox
+        self._claims = claims
+        self._ignores = ignores
+        self._notifier = notifier
+        self._errors = errors
+        self.on_demand = on_demand
+        self.peer_id = store.peer_id
+        self.cache_size = cache_size  # bytes of file data to keep at most; 0: no limit
         self.pins: set[str] = set()
         self.last_use: dict[str, float] = {}
         self._unsaved: dict[str, float] = {}
-        self.on_drop: Callable[[], None] = lambda: None  # the tracker link sends pending drops
         self._waiters: dict[str, trio.Event] = {}
         self._results: dict[str, Outcome] = {}
         self._by_user: set[str] = set()  # withdrawals a person asked for: refusals are errors
         self._refused: dict[str, dict[str, int]] = {}  # eviction skips these until peers change
-        self.drop_serial: dict[str, int] = {}  # requests per path: a new one is sent anew
         self._freed: list[int] = []  # old data files to delete once the transaction is committed
         self._seen_without_us: dict[str, TableRow] = {}  # last row of a pending drop, not listing us
         self.wake = trio.Event()
@@ -166,10 +178,10 @@ class Pinning:
                 self.store.pin_add(p)
         self.pins.update(paths)
         files = self._files(nodes)
-        partials = self.engine.downloader.partials
+        partials = self._downloader.partials
         fetching = [n.path for n in files if n.data_id in partials]
         # a withdrawal asked for before this pin is answered as "kept: pinned" (cannot_free)
-        self.engine.downloader.retry_all()
+        self._downloader.retry_all()
         self.wake.set()
         return {"pinned": paths, "files": len(files), "fetching": sorted(fetching)}
 
@@ -190,7 +202,7 @@ class Pinning:
         every complete file below them that another online peer holds. Waits up to ``wait``
         seconds for the tracker's answers; later ones still free (or are reported)."""
         nodes = self._unpin_records(paths)
-        if not self.engine.on_demand:
+        if not self.on_demand:
             return {"unpinned": paths, "outcomes": [],
                     "note": "this mount keeps every file; mount with --on-demand to free space"}
         asked, outcomes = self._withdraw(self._files(nodes), by_user=True)
@@ -206,7 +218,7 @@ class Pinning:
     def unpin_nowait(self, paths: list[str]) -> None:
         """Unpin without waiting (``setfattr user.syncfs.pinned 0``): refusals go to status."""
         nodes = self._unpin_records(paths)
-        if self.engine.on_demand:
+        if self.on_demand:
             self._withdraw(self._files(nodes), by_user=True)
 
     def set_from_xattr(self, node: Node, value: bytes) -> None:
@@ -238,22 +250,21 @@ class Pinning:
 
     def cannot_free(self, node: Node | None, version: dict[str, int]) -> str:
         """Why this peer must keep the bytes of ``node`` at ``version`` now ('' if it may ask)."""
-        engine = self.engine
         if node is None or node.kind is not Kind.FILE or node.data_id is None:
             return "no longer a file here"
         if node.version != version:
             return "it changed here meanwhile"
-        if node.data_id in engine.downloader.partials:
+        if node.data_id in self._downloader.partials:
             return NOT_LOCAL
         if not node.chunks:
             return EMPTY
         if self.pinned_by(node.path) is not None:
             return "pinned"
-        if node.ino in engine.open_count:
+        if node.ino in self._inodes.open_count:
             return "open"
-        if engine._busy(node.ino) or self.store.outbox_has(node.path):
+        if self._inodes.busy(node.ino) or self._outbox.has(node.path):
             return "it has a local change the tracker has not taken yet"
-        if engine._ignored(node.path, node.kind):
+        if self._ignores.ignored(node.path, node.kind):
             return "ignored by .syncfsignore: this is its only copy"
         return ""
 
@@ -261,7 +272,7 @@ class Pinning:
         asked: list[str] = []
         outcomes: list[Outcome] = []
         for node in files:
-            if node.data_id in self.engine.downloader.partials:
+            if node.data_id in self._downloader.partials:
                 if self.free_partial(node):
                     outcomes.append(Outcome(node.path, "freed", "the chunks fetched so far"))
                 continue
@@ -282,11 +293,10 @@ class Pinning:
         rename made elsewhere of bytes it had), and one open, pinned or being fetched right
         now keep theirs.
         """
-        engine = self.engine
-        p = engine.downloader.partials.get(node.data_id)  # type: ignore[arg-type]
-        if p is None or not p.present or p.must_fill or p.repair or p.filling or p.inflight \
-                or engine.peer_id in p.row.holders \
-                or node.ino in engine.open_count or engine._busy(node.ino) or self.pinned_by(node.path):
+        p = self._downloader.partials.get(node.data_id)  # type: ignore[arg-type]
+        if p is None or not p.present or p.must_fill or p.repair or p.downloading \
+                or self.peer_id in p.row.holders \
+                or node.ino in self._inodes.open_count or self._inodes.busy(node.ino) or self.pinned_by(node.path):
             return 0
         freed = p.bytes_present
         old = p.data_id
@@ -296,10 +306,10 @@ class Pinning:
             self.store.unindex(old)
             self.store.trash_add(old)
             self._freed.append(old)
-            engine.downloader.drop(old)
-            engine.downloader.add(new, p.row)
+            self._downloader.drop(old)
+            self._downloader.add(new, p.row)
         self.after_commit()
-        engine.frontend.invalidate_inode(node.ino)
+        self._notifier.node_changed(node.ino, node.path)
         log.info("freed %d bytes of the partly fetched %s", freed, node.path)
         return freed
 
@@ -309,14 +319,12 @@ class Pinning:
         reason = self.cannot_free(node, node.version)
         if reason:
             return reason
-        with self.store.transaction():
-            self.store.drop_put(node.path, node.version)
         self._waiters[node.path] = trio.Event()
         self._results.pop(node.path, None)
-        self.drop_serial[node.path] = self.drop_serial.get(node.path, 0) + 1
         if by_user:
             self._by_user.add(node.path)
-        self.on_drop()
+        with self.store.transaction():
+            self._claims.request_drop(node.path, node.version)
         return ""
 
     def _finish(self, outcome: Outcome) -> None:
@@ -324,7 +332,7 @@ class Pinning:
         by_user = outcome.path in self._by_user
         self._by_user.discard(outcome.path)
         if outcome.result == "refused" and by_user:
-            self.engine.note_error(f"unpin of {outcome.path} refused: {outcome.reason}; the file is kept")
+            self._errors.note(f"unpin of {outcome.path} refused: {outcome.reason}; the file is kept")
         elif outcome.result != "freed":
             log.info("%s kept: %s", outcome.path, outcome.reason)
         waiter = self._waiters.get(outcome.path)
@@ -335,14 +343,14 @@ class Pinning:
         """A table row arrived (inside the engine's transaction): note whether the tracker
         still lists us for a version we asked to withdraw from."""
         e = row.entry
-        want = self.store.drop_pending(e.path)
+        want = self._claims.drop_pending(e.path)
         if want is None:
             return
         if e.deleted or compare(e.version, want) is not Order.EQUAL:
-            self.store.drop_done(e.path)
+            self._claims.drop_done(e.path)
             self._seen_without_us.pop(e.path, None)
             self._finish(Outcome(e.path, "kept", "a newer version replaced it"))
-        elif self.engine.peer_id in row.holders:
+        elif self.peer_id in row.holders:
             self._seen_without_us.pop(e.path, None)  # listed (again): a grant must come after this
         else:
             self._seen_without_us[e.path] = row
@@ -350,12 +358,12 @@ class Pinning:
     def on_answer(self, msg: DropAnswer) -> None:
         """The tracker answered one of our DROPs (on the link that sent it, after the HAVEs
         sent before it, and after the row of a grant)."""
-        want = self.store.drop_pending(msg.path)
+        want = self._claims.drop_pending(msg.path)
         if want is None or want != msg.version:
             return  # an answer to an older request
         seen = self._seen_without_us.pop(msg.path, None)
         with self.store.transaction():
-            self.store.drop_done(msg.path)
+            self._claims.drop_done(msg.path)
             if not msg.granted:
                 self._refused[msg.path] = dict(msg.version)
                 outcome = Outcome(msg.path, "refused", msg.reason)
@@ -373,8 +381,8 @@ class Pinning:
             reason = "no table row confirmed the withdrawal"  # cannot happen: rows come first
             log.warning("%s: the tracker granted a withdrawal without a row saying so; keeping it", path)
         if reason:
-            if node is not None and node.version == want and node.data_id not in self.engine.downloader.partials:
-                self.engine._have(path, want)
+            if node is not None and node.version == want and node.data_id not in self._downloader.partials:
+                self._claims.have(path, want)
             return Outcome(path, "kept", reason)
         assert node is not None and node.data_id is not None and unlisted is not None
         row = unlisted  # the tracker's row: who holds the bytes now
@@ -384,9 +392,9 @@ class Pinning:
         self.store.unindex(old)
         self.store.trash_add(old)  # deleted right after the commit (or at the next start)
         self._freed.append(old)
-        self.store.have_settled(path)  # a HAVE still queued here must not list us again
-        self.engine.downloader.add(new, row)
-        self.engine.frontend.invalidate_inode(node.ino)  # later reads come to us, not the page cache
+        self._claims.withdraw_have(path)  # a HAVE still queued here must not list us again
+        self._downloader.add(new, row)
+        self._notifier.node_changed(node.ino, node.path)  # later reads come to us, not the page cache
         log.info("freed the local copy of %s (%d bytes)", path, node.size)
         return Outcome(path, "freed")
 
@@ -428,11 +436,15 @@ class Pinning:
 
     def usage(self) -> int:
         """Bytes of file data held locally: complete files plus the chunks of partial ones."""
-        partials = self.engine.downloader.partials
+        partials = self._downloader.partials
         total = sum(size for _, size, data_id in self.store.file_sizes() if data_id not in partials)
         for p in partials.values():
             total += p.bytes_present
         return total
+
+    def grew(self) -> None:
+        """More file data is kept here: the cache limit may be exceeded."""
+        self.wake.set()
 
     async def _evictor(self) -> None:
         while True:
@@ -442,7 +454,7 @@ class Pinning:
             try:
                 await self.evict()
             except (OSError, sqlite3.Error) as exc:  # the mount must outlive a full disk
-                self.engine.note_error(f"could not free cached files: {exc}")
+                self._errors.note(f"could not free cached files: {exc}")
 
     async def evict(self) -> None:
         """Free least recently used unpinned files until the data fits: complete ones through
@@ -450,7 +462,7 @@ class Pinning:
         used = self.usage()
         if used <= self.cache_size:
             return
-        partials = self.engine.downloader.partials
+        partials = self._downloader.partials
         candidates = []
         for path, size, data_id in self.store.file_sizes():
             p = partials.get(data_id)  # type: ignore[arg-type]
@@ -469,7 +481,7 @@ class Pinning:
             if partial:
                 used -= self.free_partial(node)  # ours alone to drop: freed at once
                 continue
-            if self.store.drop_pending(path) is not None:
+            if self._claims.drop_pending(path) is not None:
                 used -= size  # already on its way out
                 continue
             if self._refused.get(path) == node.version:

@@ -38,8 +38,8 @@ def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: s
         "mountpoint": engine.mountpoint,
         "store": str(engine.store.root),
         "log_file": log_file,
-        "paused": engine.paused,
-        "ignore_errors": engine.ignore.errors,
+        "paused": engine.filler.paused,
+        "ignore_errors": engine.ignores.rules.errors,
         "peer_id": engine.peer_id,
         "tracker": {"address": f"{link.host}:{link.port}", "connected": link.connected,
                     "last_error": link.last_error, "last_seq": engine.store.last_seq},
@@ -56,11 +56,11 @@ def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: s
         "stale": [
             {"path": p.path, "size": p.row.entry.size, "chunks": len(p.row.entry.chunks),
              "present": len(p.present), "bytes_present": p.bytes_present,
-             "state": "downloading" if p.filling or p.inflight else "stale",
-             "filling": p.filling, "last_error": p.last_error}
+             "state": "downloading" if p.downloading else "stale",
+             "filling": p.fill.filling, "last_error": p.fill.last_error}
             for p in partials
         ],
-        "errors": [{"time": t, "message": m} for t, m in engine.errors],
+        "errors": [{"time": t, "message": m} for t, m in engine.errors.recent],
         "updated": time.time(),
     }
 
@@ -91,10 +91,10 @@ class ControlHandler:
             mode = "hard" if request.get("hard") is True else "soft"
             # Downloads stop; uploads go on, or this peer's own new writes could not reach
             # anyone while it is paused.
-            self.engine.set_paused(mode)
+            self.engine.filler.set_paused(mode)
             return {"t": "ok", "paused": mode}
         if t == "resume":
-            self.engine.set_paused("")
+            self.engine.filler.set_paused("")
             return {"t": "ok", "paused": ""}
         if t == "stop":
             self.on_stop()  # the answer goes out before the loop winds down

@@ -24,12 +24,11 @@ def _run(peer: Peer, directory: Path, ready_fd: int | None) -> None:
         raise ConfigError("--on-demand needs a mount: a watched directory holds every file")
     if peer.store.root.resolve().is_relative_to(directory.resolve()):
         raise ConfigError(f"the store {peer.store.root} must not lie inside {directory}")
-    front = WatchedDir(peer.engine, directory)
-    peer.engine.frontend = front
+    front = WatchedDir(peer.engine, directory, peer.notices)
     stop = trio.CancelScope()
 
     async def start_frontend(nursery: trio.Nursery) -> None:
-        peer.engine.hold_fills(True)  # until the directory has been looked at
+        peer.engine.filler.hold_fills(True)  # until the directory has been looked at
 
     async def watch() -> None:
         with stop:

@@ -8,7 +8,9 @@ import logging
 
 import trio
 
-from .engine import Engine, first_error
+from .claims import ClaimSender
+from .engine import Engine
+from .errors import first_error
 from .handshake import (
     HandshakeFailed,
     channel_binding,
@@ -20,7 +22,7 @@ from .handshake import (
 from .identity import Identity
 from .invite import Invite
 from .protocol.errors import ProtocolError
-from .protocol.messages import Alive, Drop, DropAnswer, Peers, Table, Update
+from .protocol.messages import Alive, DropAnswer, Peers, Table, Update
 from .wire import FramedStream, LinkClosed
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ class TrackerLink:
                                         channel_binding(tls), hello)
             link.max_frame = accept.max_frame
             if accept.chunking is not None:
-                self.engine.params = accept.chunking
+                self.engine.set_chunking(accept.chunking)
             self.engine.set_peers(accept.peers)
             self._link = link
             self.connected = True
@@ -125,42 +127,24 @@ class TrackerLink:
 
     async def _send_outbox(self, link: FramedStream) -> None:
         last_id = 0
+        outbox = self.engine.outbox
         while True:
-            self.engine.outbox_wake = trio.Event()
-            batch = self.engine.store.outbox_after(last_id, UPDATE_BATCH)
+            wake = outbox.changed.next()
+            batch = outbox.after(last_id, UPDATE_BATCH)
             if batch:
                 await link.send(Update(tuple(e for _, e in batch)))
                 last_id = batch[-1][0]
                 continue
-            await self.engine.outbox_wake.wait()
+            await wake.wait()
 
     async def _send_claims(self, link: FramedStream) -> None:
         """Announce completed versions (HAVE) and ask to withdraw from versions we want to
         free (DROP). Both stay in the store until the tracker answers, so a restart or a lost
-        link sends them again. One task sends both, HAVEs first, so that the tracker never
-        sees an older HAVE after a DROP and lists us again for bytes we have freed."""
-        haves: set[tuple[str, bytes]] = set()
-        drops: set[tuple[str, bytes]] = set()
+        link sends them again (``claims``)."""
+        claims = self.engine.claims
+        sender = ClaimSender()
         while True:
-            wake = trio.Event()
-            self.engine.on_have = wake.set
-            self.engine.pinning.on_drop = wake.set
-            for have in self.engine.store.pending_haves():
-                key = (have.path, _version_key(have.version))
-                if key not in haves:
-                    haves.add(key)
-                    await link.send(have)
-            # keyed by request too: a path refused before may be asked again later
-            serial = self.engine.pinning.drop_serial
-            pending = {(path, _version_key(version) + b"#%d" % serial.get(path, 0)): (path, version)
-                       for path, version in self.engine.store.pending_drops()}
-            drops &= pending.keys()
-            for key, (path, version) in pending.items():
-                if key not in drops:
-                    drops.add(key)
-                    await link.send(Drop(path, version))
+            wake = claims.changed.next()
+            for msg in sender.due(*claims.pending()):
+                await link.send(msg)
             await wake.wait()
-
-
-def _version_key(version: dict[str, int]) -> bytes:
-    return repr(sorted(version.items())).encode()

@@ -46,6 +46,7 @@ from .mirror import (
     share_unchanged,
     xattrs_key,
 )
+from .notices import Notice
 from .protocol.conflicts import conflict_path
 from .protocol.entries import MAX_TARGET_BYTES, Kind
 from .protocol.paths import BadPath, join, parent_of, validate_path
@@ -77,12 +78,14 @@ class _Changed(Exception):
 
 
 class WatchedDir:
-    """Keeps ``root`` and the share identical. It is the engine's Frontend."""
+    """Keeps ``root`` and the share identical. It takes the engine's notices."""
 
-    def __init__(self, engine: Engine, root: Path) -> None:
+    def __init__(self, engine: Engine, root: Path, notices: "trio.MemoryReceiveChannel[Notice]") -> None:
         self.engine = engine
+        self.files = engine.files
         self.store = engine.store
         self.root = root
+        self._notices = notices
         self.pending: dict[str, _Pending] = {}
         self._wake = trio.Event()
         self._token: trio.lowlevel.TrioToken | None = None
@@ -93,24 +96,12 @@ class WatchedDir:
         # must not take a partial set on disk for a local change)
         self.xattrs = not self.store.get_meta(XATTRS_OFF) and _holds_user_xattrs(root)
 
-    # -- Frontend: the engine applied a remote change -------------------------------------
-
-    def invalidate_entry(self, parent_ino: int, name: str) -> None:
-        try:
-            parent = self.engine.node(parent_ino)
-        except FsError:
-            return
-        self._queue(join(parent.path, name))
-
-    def invalidate_inode(self, ino: int) -> None:
-        try:
-            node = self.engine.node(ino)
-        except FsError:
-            return
-        if node.path:
-            self._queue(node.path)
-
-    file_complete = invalidate_inode
+    async def _take_notices(self) -> None:
+        """The engine applied a remote change (or completed a download): the path it names
+        is reconciled with the directory."""
+        async for notice in self._notices:
+            if notice.path:
+                self._queue(notice.path)
 
     # -- events from the directory -------------------------------------------------------
 
@@ -195,15 +186,16 @@ class WatchedDir:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._take_notices)
                 task_status.started()
                 # Decide against the share as it is now, and fetch nothing before: a file
                 # the directory already holds is adopted, neither downloaded nor made a
                 # conflict copy of itself.
                 with trio.move_on_after(CATCH_UP_WAIT):
-                    await self.engine.caught_up.wait()
+                    await self.engine.remote.caught_up.wait()
                 self._initial = set(await self._scan())
                 if not self._initial:
-                    self.engine.hold_fills(False)
+                    self.engine.filler.hold_fills(False)
                 nursery.start_soon(self._worker)
         finally:
             logging.getLogger("watchdog.observers.inotify_c").removeHandler(overflow)
@@ -215,7 +207,7 @@ class WatchedDir:
 
     def _rescan(self) -> None:
         """The kernel dropped events (its queue overflowed): look at everything again."""
-        self.engine.note_error(f"too many changes at once in {self.root}: rescanning it")
+        self.engine.errors.note(f"too many changes at once in {self.root}: rescanning it")
         if self._nursery is not None:
             self._nursery.start_soon(self._scan)
 
@@ -251,7 +243,7 @@ class WatchedDir:
                     level = logging.WARNING if item.failures in (3, 30) else logging.INFO
                     log.log(level, "cannot sync %s yet: %s", path, exc)
                     if item.failures == 3:
-                        self.engine.note_error(f"cannot sync {path}: {exc}")
+                        self.engine.errors.note(f"cannot sync {path}: {exc}")
                     retry = self.pending.setdefault(path, item)
                     retry.failures = item.failures
                     retry.due = max(retry.due, now + min(RETRY * item.failures, 30.0))
@@ -266,7 +258,7 @@ class WatchedDir:
         if self._initial:
             self._initial.discard(path)
             if not self._initial:
-                self.engine.hold_fills(False)
+                self.engine.filler.hold_fills(False)
                 log.info("%s checked against the share", self.root)
 
     # -- one path --------------------------------------------------------------------------
@@ -294,7 +286,7 @@ class WatchedDir:
 
     async def _reconcile(self, path: str, item: _Pending) -> None:
         disk = self._disk(path)
-        if disk is not None and self.engine.ignore.ignored(path, disk.kind is Kind.DIR):
+        if disk is not None and self.engine.ignores.rules.ignored(path, disk.kind is Kind.DIR):
             return  # stays local, as in a mount
         if disk is not None and disk.kind is Kind.SYMLINK and not _holdable_target(disk.target):
             log.info("not synced: %r (its target is not UTF-8 or too long)", path)
@@ -339,7 +331,7 @@ class WatchedDir:
             return False  # what it replaces changed in the share meanwhile: push, which conflicts
         try:
             parent = await self._share_dirs(new)
-            self.engine.rename(node.parent, node.name, parent.ino, new.rpartition("/")[2])
+            self.files.rename(node.parent, node.name, parent.ino, new.rpartition("/")[2])
         except FsError as exc:
             log.info("rename of %s to %s done as delete and create: %s", old, new, exc)
             return False
@@ -360,14 +352,14 @@ class WatchedDir:
         if disk.kind is Kind.DIR:
             if node is None:
                 parent = await self._share_dirs(path)
-                node = self.engine.mkdir(parent.ino, path.rpartition("/")[2], disk.mode)
+                node = self.files.mkdir(parent.ino, path.rpartition("/")[2], disk.mode)
             elif node.mode != disk.mode:
-                node = await self.engine.setattr(node.ino, mode=disk.mode)
+                node = await self.files.setattr(node.ino, mode=disk.mode)
             here = user_xattrs(self._abs(path)) if self.xattrs else node.xattrs
             for name in sorted(here.keys() | node.xattrs.keys()):
                 if here.get(name) != node.xattrs.get(name):
-                    self.engine.set_xattr(node.ino, name, here.get(name))
-            node = self.engine.node(node.ino)
+                    self.engine.xattrs.set(node.ino, name, here.get(name))
+            node = self.files.inodes.node(node.ino)
             self._record(path, node)
             if seen is None:
                 self._queue_children(path, node)  # made or moved in before we watched it
@@ -377,11 +369,11 @@ class WatchedDir:
                 node = None
             if node is None:
                 parent = await self._share_dirs(path)
-                node = self.engine.symlink(parent.ino, path.rpartition("/")[2], disk.target)
+                node = self.files.symlink(parent.ino, path.rpartition("/")[2], disk.target)
             self._record(path, node)
         else:
             await self._share_dirs(path)
-            done = await self.engine.import_file(path, self._abs(path), base, with_xattrs=self.xattrs,
+            done = await self.engine.commits.import_file(path, self._abs(path), base, with_xattrs=self.xattrs,
                                                  on_commit=lambda n, st: self._record(path, n, st))
             if done is None:
                 self._queue(path, writing=True)  # still changing: once it is quiet
@@ -403,7 +395,7 @@ class WatchedDir:
             node = self.store.lookup_path(prefix)
             if node is None:
                 mode = os.lstat(self._abs(prefix)).st_mode & 0o7777
-                node = self.engine.mkdir(parent.ino, part, mode)
+                node = self.files.mkdir(parent.ino, part, mode)
                 self._record(prefix, node)
             elif node.kind is not Kind.DIR:
                 raise FsError(errno.ENOTDIR, f"{prefix} is a {node.kind.value} in the share")
@@ -420,7 +412,7 @@ class WatchedDir:
         parent = self.store.lookup_path(parent_of(aside))
         assert parent is not None
         log.info("%s changed in the share while it was replaced here: keeping it as %s", node.path, aside)
-        self.engine.rename(node.parent, node.name, parent.ino, aside.rpartition("/")[2])
+        self.files.rename(node.parent, node.name, parent.ino, aside.rpartition("/")[2])
         self._queue(aside)  # a local rename tells the front end nothing: bring it here
 
     def _delete_in_share(self, node: Node) -> bool:
@@ -438,9 +430,9 @@ class WatchedDir:
                     self._queue(n.path)
                 continue
             if n.kind is Kind.DIR:
-                self.engine.rmdir(n.parent, n.name)
+                self.files.rmdir(n.parent, n.name)
             else:
-                self.engine.unlink(n.parent, n.name)
+                self.files.unlink(n.parent, n.name)
             self.store.forget_seen(n.path)
         return node.path not in keep
 
@@ -527,7 +519,7 @@ class WatchedDir:
         share's)."""
         self.xattrs = False
         self.store.set_meta(XATTRS_OFF, 1)
-        self.engine.note_error(f"{self.root} cannot hold every user.* attribute of the share; "
+        self.engine.errors.note(f"{self.root} cannot hold every user.* attribute of the share; "
                                "extended attributes are not synced there")
 
     def _replace(self, tmp: str, path: str, expected: Disk | None) -> None:

@@ -6,20 +6,23 @@ import trio
 
 from syncfs.engine import Engine
 from syncfs.fs import Operations
+from syncfs.notices import notice_channel
 from syncfs.p2p import PeerPool
 from syncfs.store import ROOT_INO, Store
 
 
-def run_with_ops(tmp_path, body, fetch_timeout: float = 30.0) -> None:
+def run_with_ops(tmp_path, body, fetch_timeout: float = 30.0, on_demand: bool = False) -> None:
     """Open a store under ``tmp_path``, start an engine on it and await ``body(ops, engine, store)``."""
     store = Store(tmp_path / "store")
     store.open()
 
     async def main():
-        engine = Engine(store, PeerPool(b"secret", store.peer_id, None), fetch_timeout=fetch_timeout)
-        ops = Operations(engine)
-        engine.frontend = ops
+        notices_send, notices = notice_channel()
+        engine = Engine(store, PeerPool(None, store.peer_id, None), fetch_timeout=fetch_timeout, on_demand=on_demand,
+                        kernel_mtime=Operations.enable_writeback_cache, notices=notices_send)
+        ops = Operations(engine.files, engine.xattrs, notices)
         async with trio.open_nursery() as nursery:
+            await nursery.start(ops.run_invalidator)
             await nursery.start(engine.pool.run)
             await nursery.start(engine.run)
             await body(ops, engine, store)
@@ -32,9 +35,10 @@ def run_with_ops(tmp_path, body, fetch_timeout: float = 30.0) -> None:
 
 
 async def settle(engine: Engine) -> None:
-    """Wait until no local commit is queued or running."""
+    """Wait until no local commit is queued or running, and the remote rows that waited for
+    one are applied."""
     with trio.fail_after(10):
-        while engine._commit_queue or engine._committing:
+        while not engine.inodes.commits_idle() or engine.inodes.settled:
             await trio.sleep(0.01)
 
 

@@ -34,7 +34,7 @@ def damage(d, i):
 
 def test_a_damaged_chunk_of_a_complete_file_starts_a_repair_of_just_it():
     store = RecordingStore()
-    d = Downloader(store, pool=None, on_complete=lambda p: None)
+    d = Downloader(store, pool=None)
     assert len(CHUNKS) >= 3
     assert damage(d, 1)
     p = d.partials[1]
@@ -44,18 +44,20 @@ def test_a_damaged_chunk_of_a_complete_file_starts_a_repair_of_just_it():
 
 def test_a_second_damaged_chunk_joins_the_repair_under_way():
     store = RecordingStore()
-    d = Downloader(store, pool=None, on_complete=lambda p: None)
+    d = Downloader(store, pool=None)
     assert damage(d, 1)
     p = d.partials[1]
-    p.retry_at = 10.0  # waiting out a backoff
+    p.fill.start()
+    p.fill.failed("no holder online", now=9.5)  # waiting out a backoff, until 10.0
+    assert p.fill.retry_at == 10.0
     assert damage(d, 2)
-    assert d.partials[1] is p and p.missing() == [1, 2] and p.retry_at == 0.0
+    assert d.partials[1] is p and p.missing() == [1, 2] and p.fill.retry_at == 0.0
     assert 2 not in store.recorded[1]
 
 
 def test_a_chunk_that_is_not_present_there_changes_nothing():
     store = RecordingStore()
-    d = Downloader(store, pool=None, on_complete=lambda p: None)
+    d = Downloader(store, pool=None)
     assert damage(d, 1)
     assert not damage(d, 1)  # already being fetched again
     other = CHUNKS[0]
@@ -82,7 +84,7 @@ def test_damage_found_while_chunks_are_synced_records_only_durable_ones(monkeypa
     so no record may list it as present."""
     monkeypatch.setattr(downloads, "_datasync", lambda path: time.sleep(0.2))
     store = SlowSyncStore()
-    d = Downloader(store, pool=None, on_complete=lambda p: None)
+    d = Downloader(store, pool=None)
     p = d.partials[1] = Partial(1, ROW, {0, 1})
     p.add_present(2)
     p.unsynced.append(2)  # written, not yet durable

@@ -68,7 +68,7 @@ class SlowSecondChunk:
 def setup(tmp_path, pool):
     with open(tmp_path / "1", "wb") as f:
         f.truncate(len(DATA))
-    d = Downloader(FakeStore(tmp_path), pool, lambda p: None)
+    d = Downloader(FakeStore(tmp_path), pool)
     row = TableRow(Entry("f", Kind.FILE, size=len(DATA), chunks=tuple(CHUNKS), version={"a": 1}), 1, ("a",))
     p = d.partials[1] = Partial(1, row, set())
     return d, p
@@ -91,7 +91,7 @@ def test_a_fresh_chunk_whose_write_fails_is_fetched_again(tmp_path, monkeypatch)
 
     async def main():
         async with trio.open_nursery() as nursery:
-            d.nursery = nursery
+            await nursery.start(d.run)
             await d.ensure(p, p.covering(offset, size), 10, for_read=True)
             fd = os.open(tmp_path / "1", os.O_RDONLY)
             try:
@@ -119,7 +119,7 @@ def test_stop_waits_for_a_running_write(tmp_path, monkeypatch):
 
     async def main():
         async with trio.open_nursery() as nursery:
-            d.nursery = nursery
+            await nursery.start(d.run)
             await d.ensure(p, [0], 10, for_read=True)
             assert 0 in p.fresh and not finished.is_set()  # answered before it is written
             while not started.is_set():
@@ -136,7 +136,7 @@ def test_stop_before_the_write_starts_skips_it(tmp_path):
 
     async def main():
         async with trio.open_nursery() as nursery:
-            d.nursery = nursery
+            await nursery.start(d.run)
             await d.ensure(p, [0], 10, for_read=True)
             await d.stop(1)  # the background write has not run yet: it never will
             nursery.cancel_scope.cancel()

@@ -10,8 +10,8 @@ import pytest
 import trio
 from enginekit import committed_file, outbox, run_with_ops, settle
 
+import syncfs.commits as commits_mod
 import syncfs.downloads as downloads
-import syncfs.engine as engine_mod
 from syncfs.chunking import chunk_bytes
 from syncfs.protocol.entries import Entry, Kind
 from syncfs.protocol.messages import Table, TableRow
@@ -47,7 +47,7 @@ def test_mtime_set_right_after_close_is_published_with_the_new_bytes(tmp_path):
         fi, a = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
         await ops.write(fi.fh, 0, b"content")
         await ops.release(fi.fh)
-        await engine.setattr(a.st_ino, mtime_ns=123)  # cp -p, tar, rsync
+        await engine.files.setattr(a.st_ino, mtime_ns=123)  # cp -p, tar, rsync
         await settle(engine)
         e = outbox(store)["f"]
         assert (e.size, e.mtime_ns) == (7, 123)
@@ -59,7 +59,7 @@ def test_chmod_of_a_stale_file_does_not_claim_its_bytes(tmp_path):
     async def body(ops, engine, store):
         engine.apply_table(Table((frow("f", b"A" * 5000, {"other": 1}, 1),), 1))
         f = await ops.lookup(ROOT_INO, b"f", None)
-        await engine.setattr(f.st_ino, mode=0o600)
+        await engine.files.setattr(f.st_ino, mode=0o600)
         e = outbox(store)["f"]
         assert e.mode == 0o600 and not e.held
         assert e.held_by == ("other",)  # who has them goes along, for the tracker to list
@@ -95,6 +95,7 @@ def test_a_row_under_a_file_parent_waits_and_applies_later(tmp_path):
         )
         engine.apply_table(Table(rows, 3))
         await ops.release(fi.fh)
+        await settle(engine)  # applied by the remote side's task, not inside the release
         assert store.lookup_path("x").kind is Kind.DIR
         assert store.lookup_path("x/y") is not None
 
@@ -111,9 +112,9 @@ def test_a_full_disk_during_a_download_does_not_end_the_engine(tmp_path, monkeyp
         await committed_file(ops, engine, b"local", b"Z" * 5000)
         engine.apply_table(Table((frow("copy", b"Z" * 5000, {"other": 1}, 1),), 1))
         with trio.fail_after(5):
-            while not engine.errors:
+            while not engine.errors.recent:
                 await trio.sleep(0.01)
-        assert "No space left" in engine.errors[-1][1]
+        assert "No space left" in engine.errors.recent[-1][1]
 
     run_with_ops(tmp_path, body, fetch_timeout=0.5)  # returns normally: the engine survived
 
@@ -125,7 +126,7 @@ def test_a_failed_commit_keeps_local_writes_over_a_waiting_remote_version(tmp_pa
         fi = await ops.open(a.st_ino, os.O_WRONLY, None)
         await ops.write(fi.fh, 0, b"precious local edit")
         engine.apply_table(Table((frow("f", b"theirs", {**v, "other": 1}, 1),), 1))  # waits
-        real = engine_mod._chunk_file
+        real = commits_mod._chunk_file
         failures = []
 
         def flaky(*args):
@@ -134,7 +135,7 @@ def test_a_failed_commit_keeps_local_writes_over_a_waiting_remote_version(tmp_pa
                 raise OSError(errno.EIO, "I/O error")
             return real(*args)
 
-        monkeypatch.setattr(engine_mod, "_chunk_file", flaky)
+        monkeypatch.setattr(commits_mod, "_chunk_file", flaky)
         await ops.release(fi.fh)
         await settle(engine)
         n = store.lookup_path("f")

@@ -80,7 +80,7 @@ def test_remote_entries_appear_as_stale_files_with_final_size(tmp_path):
         r = await ops.lookup(ROOT_INO, b"r", None)
         f = await ops.lookup(r.st_ino, b"f", None)
         assert (f.st_size, f.st_mode & 0o777, f.st_mtime_ns) == (12, 0o600, 5)
-        assert engine.file_state(engine.node(f.st_ino)) == "stale"
+        assert engine.xattrs.file_state(engine.inodes.node(f.st_ino)) == "stale"
         assert store.last_seq == 2
         assert not outbox(store)  # applying a remote change never echoes back
 

@@ -20,10 +20,10 @@ def test_own_counter_never_goes_back_even_with_a_stale_base(tmp_path):
 
     async def body(ops, engine, store):
         src.write_bytes(b"first")
-        node, _ = await engine.import_file("f", str(src), {})
+        node, _ = await engine.commits.import_file("f", str(src), {})
         assert node.version == {engine.peer_id: 1}
         src.write_bytes(b"second, longer")
-        node, _ = await engine.import_file("f", str(src), {})  # base from before the first
+        node, _ = await engine.commits.import_file("f", str(src), {})  # base from before the first
         assert node.version == {engine.peer_id: 2}
         assert outbox(store)["f"].chunks == tuple(chunk_bytes(b"second, longer"))
 
@@ -42,7 +42,7 @@ def test_bytes_the_share_has_are_adopted_without_a_new_version(tmp_path):
         src.write_bytes(data)
         os.utime(src, ns=(5, 5))
         recorded = []
-        node, _ = await engine.import_file("f", str(src), {}, on_commit=lambda n, st: recorded.append(n.version))
+        node, _ = await engine.commits.import_file("f", str(src), {}, on_commit=lambda n, st: recorded.append(n.version))
         assert node.version == {"other": 3} and recorded == [{"other": 3}]
         assert node.data_id not in engine.downloader.partials  # filled from the file, not fetched
         assert "f" not in outbox(store)
@@ -52,10 +52,10 @@ def test_bytes_the_share_has_are_adopted_without_a_new_version(tmp_path):
 
 
 def test_a_file_that_changes_while_it_is_copied_is_not_committed(tmp_path, monkeypatch):
-    import syncfs.engine as engine_mod
+    import syncfs.commits as commits_mod
 
     src = tmp_path / "src"
-    real = engine_mod._copy_and_chunk
+    real = commits_mod._copy_and_chunk
 
     def copy_then_touch(source, dest, params):
         out = real(source, dest, params)
@@ -63,11 +63,11 @@ def test_a_file_that_changes_while_it_is_copied_is_not_committed(tmp_path, monke
             f.write(b"more")  # the writer goes on while we copied
         return out[0], os.stat(source), out[2]
 
-    monkeypatch.setattr(engine_mod, "_copy_and_chunk", copy_then_touch)
+    monkeypatch.setattr(commits_mod, "_copy_and_chunk", copy_then_touch)
 
     async def body(ops, engine, store):
         src.write_bytes(b"half")
-        assert await engine.import_file("f", str(src), {}) is None
+        assert await engine.commits.import_file("f", str(src), {}) is None
         assert store.lookup_path("f") is None and not outbox(store)
 
     run_with_ops(tmp_path, body)
@@ -80,7 +80,7 @@ def test_a_refused_import_leaves_no_data_file_behind(tmp_path):
         src.write_bytes(b"orphan")
         before = set(os.listdir(store.data_dir))
         with pytest.raises(FsError):
-            await engine.import_file("missing-dir/f", str(src), {})
+            await engine.commits.import_file("missing-dir/f", str(src), {})
         assert set(os.listdir(store.data_dir)) == before
 
     run_with_ops(tmp_path, body)

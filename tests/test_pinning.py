@@ -33,7 +33,6 @@ def row(node, seq, holders):
 
 def test_bytes_are_freed_only_on_a_grant_after_a_row_without_this_peer(tmp_path):
     async def body(ops, engine, store):
-        engine.on_demand = True
         node = await committed_file(ops, engine, store)
         digest = node.chunks[0].digest
         assert engine.pinning.request_drop(node) == ""
@@ -51,7 +50,7 @@ def test_bytes_are_freed_only_on_a_grant_after_a_row_without_this_peer(tmp_path)
         # refused: kept, the request is over, the refusal is not an error of the user's
         assert engine.pinning.request_drop(node) == ""
         engine.pinning.on_answer(DropAnswer("f", node.version, False, "this peer holds the only copy"))
-        assert store.drop_pending("f") is None and engine.errors == []
+        assert store.drop_pending("f") is None and engine.errors.recent == []
         assert await engine.downloader.serve_chunk(digest) is not None
         # asked again, a row without us, then the grant: freed, unindexed, a stale partial
         assert engine.pinning.request_drop(node) == ""
@@ -63,15 +62,14 @@ def test_bytes_are_freed_only_on_a_grant_after_a_row_without_this_peer(tmp_path)
         assert not store.data_path(node.data_id).exists()
         assert os.stat(store.data_path(now.data_id)).st_blocks == 0
         assert await engine.downloader.serve_chunk(digest) is None
-        assert engine.file_state(now) == "stale" and store.drop_pending("f") is None
+        assert engine.xattrs.file_state(now) == "stale" and store.drop_pending("f") is None
         assert engine.downloader.partials[now.data_id].row.holders == ("other",)
 
-    run_with_ops(tmp_path, body, fetch_timeout=0.5)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5, on_demand=True)
 
 
 def test_a_file_opened_or_pinned_before_the_grant_is_kept_and_claimed_again(tmp_path):
     async def body(ops, engine, store):
-        engine.on_demand = True
         node = await committed_file(ops, engine, store)
         assert engine.pinning.request_drop(node) == ""
         fi = await ops.open(node.ino, os.O_RDONLY, None)
@@ -83,14 +81,13 @@ def test_a_file_opened_or_pinned_before_the_grant_is_kept_and_claimed_again(tmp_
         assert engine.pinning.cannot_free(store.lookup_path("f"), node.version) == ""
         engine.pinning.pin(["f"])
         assert engine.pinning.cannot_free(store.lookup_path("f"), node.version) == "pinned"
-        assert engine.file_state(store.lookup_path("f")) == "pinned"
+        assert engine.xattrs.file_state(store.lookup_path("f")) == "pinned"
 
-    run_with_ops(tmp_path, body, fetch_timeout=0.5)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5, on_demand=True)
 
 
 def test_what_must_never_be_freed(tmp_path):
     async def body(ops, engine, store):
-        engine.on_demand = True
         node = await committed_file(ops, engine, store)
         # a file being written, then its unsent local change
         fi = await ops.open(node.ino, os.O_WRONLY, None)
@@ -107,7 +104,7 @@ def test_what_must_never_be_freed(tmp_path):
         engine.apply_table(Table((TableRow(newer, 5, ("other",)),), 5))
         assert store.drop_pending("g") is None
 
-    run_with_ops(tmp_path, body, fetch_timeout=0.5)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5, on_demand=True)
 
 
 def test_unpin_through_a_pinned_directory_and_bad_paths_change_nothing(tmp_path):
@@ -141,7 +138,6 @@ def test_the_chunks_of_a_partly_fetched_file_are_freed_without_asking(tmp_path):
     assert len(chunks) > 1
 
     async def body(ops, engine, store):
-        engine.on_demand = True
         entry = Entry("big", Kind.FILE, size=len(data), mode=0o644, mtime_ns=5, version={"other": 1}, chunks=chunks)
         engine.apply_table(Table((TableRow(entry, 1, ("other",)),), 1))
         node = store.lookup_path("big")
@@ -157,7 +153,7 @@ def test_the_chunks_of_a_partly_fetched_file_are_freed_without_asking(tmp_path):
         assert engine.downloader.partials[now.data_id].present == set() and p.cancelled
         assert store.pending_drops() == []  # nothing asked of the tracker
 
-    run_with_ops(tmp_path, body, fetch_timeout=0.5)
+    run_with_ops(tmp_path, body, fetch_timeout=0.5, on_demand=True)
 
 
 def test_last_use_times_are_kept_across_a_restart(tmp_path):
