@@ -19,9 +19,10 @@ import msgpack
 import trio
 
 from . import chunking
+from .datafiles import read_chunk
 from .p2p import BadChunk, ChunkUnavailable, PeerPool
 from .protocol.messages import TableRow
-from .store import Store, read_chunk
+from .store import Store
 from .wire import LinkClosed
 
 log = logging.getLogger(__name__)

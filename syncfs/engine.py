@@ -18,6 +18,7 @@ import msgpack
 import trio
 
 from . import chunking
+from .datafiles import copy_fd, user_xattrs
 from .downloads import Downloader, Partial
 from .errors import FsError
 from .ignore import IGNORE_FILE, IgnoreRules
@@ -29,7 +30,7 @@ from .protocol.messages import ChunkParams, PeerInfo, Table, TableRow
 from .protocol.paths import BadPath, join, validate_path
 from .protocol.versions import Order, bump, compare, merge
 from .reconcile import Action, decide
-from .store import ROOT_INO, Node, Store, copy_fd, user_xattrs
+from .store import ROOT_INO, Node, Store
 
 log = logging.getLogger(__name__)
 
