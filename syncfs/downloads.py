@@ -15,14 +15,13 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable
 
-import msgpack
 import trio
 
 from . import chunking
 from .datafiles import read_chunk
 from .p2p import BadChunk, ChunkUnavailable, PeerPool
 from .protocol.messages import TableRow
-from .store import Store
+from .store import SavedPartial, Store
 from .wire import LinkClosed
 
 log = logging.getLogger(__name__)
@@ -150,16 +149,15 @@ class Downloader:
         self.on_indexed: Callable[[list[bytes]], None] = lambda _: None
 
     def load(self) -> None:
-        for data_id, raw_row, raw_present in self.store.partials():
-            row = TableRow.from_wire(msgpack.unpackb(raw_row))
-            repair = row.seq == 0  # made here to mend a damaged local copy (see Engine)
-            self.partials[data_id] = Partial(data_id, row, set(msgpack.unpackb(raw_present)),
-                                             repair=repair, must_fill=repair)
+        for saved in self.store.partials():
+            repair = saved.row.seq == 0  # made here to mend a damaged local copy (see Engine)
+            self.partials[saved.data_id] = Partial(saved.data_id, saved.row, set(saved.present),
+                                                   repair=repair, must_fill=repair)
 
     def add(self, data_id: int, row: TableRow) -> Partial:
         p = Partial(data_id, row, set())
         self.partials[data_id] = p
-        self.store.partial_put(data_id, msgpack.packb(row.to_wire()), msgpack.packb([]))
+        self.store.partial_put(SavedPartial(data_id, row))
         self.wake.set()
         return p
 
@@ -184,7 +182,7 @@ class Downloader:
         p.drop_present(bad)
         p.retry_at = 0.0
         self.partials[data_id] = p
-        self.store.partial_put(data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(p.durable()))
+        self.store.partial_put(SavedPartial(data_id, p.row, tuple(p.durable())))
         self.wake.set()
         return True
 
@@ -431,7 +429,7 @@ class Downloader:
                 with self.store.transaction():
                     if p.data_id in self.partials:
                         # not those written meanwhile, which the next record covers
-                        self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(p.durable()))
+                        self.store.partial_put(SavedPartial(p.data_id, p.row, tuple(p.durable())))
                     self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
             except BaseException:
                 p.syncing = []

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import msgpack
 import trio
 
 from . import chunking
@@ -155,9 +154,9 @@ class Engine:
         """Remove data files nothing refers to: leftovers of work a crash cut short."""
         referenced = self.store.referenced_data_ids()
         with self.store.transaction():
-            for data_id, _, _ in self.store.partials():
-                if data_id not in referenced:
-                    self.store.partial_remove(data_id)
+            for saved in self.store.partials():
+                if saved.data_id not in referenced:
+                    self.store.partial_remove(saved.data_id)
             for name in os.listdir(self.store.data_dir):
                 if name.isdigit() and int(name) not in referenced:
                     self.store.remove_data_file(int(name))
@@ -747,17 +746,18 @@ class Engine:
                 self._apply_row(row)
         except (FsError, OSError) as exc:
             log.warning("cannot apply %s yet: %s", row.entry.path, exc)
-            self.store.deferred_put(row.entry.path, msgpack.packb(row.to_wire()))
+            self.store.deferred_put(row)
 
     def _retry_parked(self) -> None:
         """One pass over the rows waiting to be applied (parked, or deferred for a writer)."""
-        for path, raw in self.store.deferred_rows():
+        for row in self.store.deferred_rows():
+            path = row.entry.path
             node = self.store.lookup_path(path)
             if node is not None and self._busy(node.ino):
                 continue
             with self.store.transaction():
                 if self.store.deferred_pop(path) is not None:
-                    self._apply_or_park(TableRow.from_wire(msgpack.unpackb(raw)))
+                    self._apply_or_park(row)
         self.pinning.after_commit()
 
     def _ack_outbox(self, entry: Entry) -> None:
@@ -797,7 +797,7 @@ class Engine:
         if action in (Action.IGNORE, Action.WAIT):
             return
         if action is Action.DEFER:
-            self.store.deferred_put(e.path, msgpack.packb(row.to_wire()))
+            self.store.deferred_put(row)
             return
         if e.deleted:
             self._apply_delete(e, node)
@@ -812,9 +812,9 @@ class Engine:
         """Apply a remote change that waited for a local writer (whose change is committed),
         then whatever else waits: rows below it may have waited for it."""
         with self.store.transaction():
-            raw = self.store.deferred_pop(path)
-            if raw is not None:
-                self._apply_or_park(TableRow.from_wire(msgpack.unpackb(raw)))
+            row = self.store.deferred_pop(path)
+            if row is not None:
+                self._apply_or_park(row)
         self._retry_parked()
         self.downloader.wake.set()
 

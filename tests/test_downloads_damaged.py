@@ -5,7 +5,6 @@ import contextlib
 import random
 import time
 
-import msgpack
 import trio
 
 from syncfs import downloads
@@ -24,8 +23,8 @@ class RecordingStore:
     def __init__(self):
         self.recorded = {}
 
-    def partial_put(self, data_id, row, present):
-        self.recorded[data_id] = msgpack.unpackb(present)
+    def partial_put(self, saved):
+        self.recorded[saved.data_id] = list(saved.present)
 
 
 def damage(d, i):

@@ -1,5 +1,5 @@
 """The store on its own: "a path and everything below it" in every table that asks it, typed
-rows through the queues, and stores made before the schema had a version."""
+rows through the durable queues, and stores made before the schema had a version."""
 
 import sqlite3
 
@@ -9,7 +9,7 @@ import pytest
 from syncfs.mirror import Seen
 from syncfs.protocol.entries import Chunk, Entry, Kind
 from syncfs.protocol.messages import TableRow
-from syncfs.store import ROOT_INO, SCHEMA_VERSION, Store, StoreBusy, StoreTooNew
+from syncfs.store import ROOT_INO, SCHEMA_VERSION, SavedPartial, Store, StoreBusy, StoreTooNew
 
 # the schema of the stores made before it had a version (as syncfs/store.py had it)
 OLD_SCHEMA = """
@@ -157,6 +157,40 @@ def test_a_move_of_what_was_seen_replaces_what_was_seen_there(store):
     assert store.seen("m/x") == _seen("m/x")
 
 
+# -- the durable queues, typed ---------------------------------------------------------------
+
+
+def test_deferred_rows_round_trip_one_per_path_oldest_first(store):
+    other = TableRow(Entry("e", Kind.DIR, version={"b": 1}), 3, ("b",))
+    newer = TableRow(Entry("d/f", Kind.FILE, size=0, version={"a": 3}), 9, ())
+    store.deferred_put(ROW)
+    store.deferred_put(other)
+    assert store.deferred_rows() == [ROW, other]
+    store.deferred_put(newer)  # replaces the row kept for its path
+    assert store.deferred_pop("d/f") == newer
+    assert store.deferred_pop("d/f") is None
+    assert store.deferred_rows() == [other]
+
+
+def test_partials_round_trip(store):
+    store.partial_put(SavedPartial(4, ROW))
+    store.partial_put(SavedPartial(5, ROW, (0, 2, 3)))
+    store.partial_put(SavedPartial(4, ROW, (1,)))
+    assert sorted(store.partials(), key=lambda s: s.data_id) == [SavedPartial(4, ROW, (1,)),
+                                                                 SavedPartial(5, ROW, (0, 2, 3))]
+    store.partial_remove(4)
+    assert store.partials() == [SavedPartial(5, ROW, (0, 2, 3))]
+
+
+def test_a_newer_local_change_replaces_the_queued_one_of_its_path(store):
+    store.outbox_add(ROW.entry)
+    store.outbox_add(Entry("e", Kind.DIR, version={"b": 1}))
+    newer = Entry("d/f", Kind.FILE, size=0, version={"a": 3})
+    store.outbox_add(newer)
+    assert [e for _, e in store.outbox_after(0, 10)] == [Entry("e", Kind.DIR, version={"b": 1}), newer]
+    assert [e for _, e in store.outbox_for("d/f")] == [newer]
+
+
 # -- the schema ------------------------------------------------------------------------------
 
 
@@ -195,6 +229,8 @@ def test_a_store_from_before_the_schema_version_opens_with_what_it_held(tmp_path
         f = store.lookup_path("f")
         assert (f.version, f.chunks, f.data_id) == ({"a": 2}, (CHUNK,), 3)
         assert _paths(store.children(ROOT_INO)) == ["f"]
+        assert store.partials() == [SavedPartial(3, ROW, (0,))]
+        assert store.deferred_rows() == [ROW]
     finally:
         store.close()
 

@@ -14,11 +14,11 @@ from .content import ContentMixin
 from .db import ROOT_INO, SCHEMA_VERSION, StoreBusy, StoreTooNew
 from .mirror_records import MirrorRecordsMixin
 from .pins import PinsMixin
-from .queues import QueuesMixin
+from .queues import QueuesMixin, SavedPartial
 from .tree import Node, NotFound, TreeMixin
 
 __all__ = [
-    "ROOT_INO", "SCHEMA_VERSION", "Node", "NotFound", "Store", "StoreBusy", "StoreTooNew",
+    "ROOT_INO", "SCHEMA_VERSION", "Node", "NotFound", "SavedPartial", "Store", "StoreBusy", "StoreTooNew",
 ]
 
 

@@ -1,12 +1,36 @@
 """The durable queues: local changes for the tracker (outbox), versions being fetched
 (partials), remote rows waiting to be applied (deferred), and claims not yet acknowledged
-by the tracker (HAVE: we hold a version; DROP: we withdraw ours)."""
+by the tracker (HAVE: we hold a version; DROP: we withdraw ours).
+
+Rows go in and come out typed; their wire form (msgpack of ``to_wire()``) is this
+module's business alone.
+"""
+
+import dataclasses
 
 import msgpack
 
 from ..protocol.entries import Entry
-from ..protocol.messages import Have
+from ..protocol.messages import Have, TableRow
 from .db import StoreBase, pack_version, unpack_version
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedPartial:
+    """What a restart needs of a version being fetched into data file ``data_id``: its
+    row, and the chunks already present there and made durable (ascending indices)."""
+
+    data_id: int
+    row: TableRow
+    present: tuple[int, ...] = ()
+
+
+def _pack_row(row: TableRow) -> bytes:
+    return msgpack.packb(row.to_wire())
+
+
+def _unpack_row(raw: bytes) -> TableRow:
+    return TableRow.from_wire(msgpack.unpackb(raw))
 
 
 class QueuesMixin(StoreBase):
@@ -39,26 +63,33 @@ class QueuesMixin(StoreBase):
 
     # -- partial versions and remote changes waiting for a local writer -------------------
 
-    def partial_put(self, data_id: int, row: bytes, present: bytes) -> None:
-        self.db.execute("INSERT OR REPLACE INTO partials (data_id, row, present) VALUES (?, ?, ?)", (data_id, row, present))
+    def partial_put(self, saved: SavedPartial) -> None:
+        self.db.execute("INSERT OR REPLACE INTO partials (data_id, row, present) VALUES (?, ?, ?)",
+                        (saved.data_id, _pack_row(saved.row), msgpack.packb(list(saved.present))))
 
     def partial_remove(self, data_id: int) -> None:
         self.db.execute("DELETE FROM partials WHERE data_id=?", (data_id,))
 
-    def partials(self) -> list[tuple[int, bytes, bytes]]:
-        return self.db.execute("SELECT data_id, row, present FROM partials").fetchall()
+    def partials(self) -> list[SavedPartial]:
+        rows = self.db.execute("SELECT data_id, row, present FROM partials").fetchall()
+        return [SavedPartial(data_id, _unpack_row(row), tuple(msgpack.unpackb(present)))
+                for data_id, row, present in rows]
 
-    def deferred_put(self, path: str, row: bytes) -> None:
-        self.db.execute("INSERT OR REPLACE INTO deferred (path, row) VALUES (?, ?)", (path, row))
+    def deferred_put(self, row: TableRow) -> None:
+        """Keep ``row`` to apply later, in place of any kept for its path."""
+        self.db.execute("INSERT OR REPLACE INTO deferred (path, row) VALUES (?, ?)",
+                        (row.entry.path, _pack_row(row)))
 
-    def deferred_rows(self) -> list[tuple[str, bytes]]:
-        return self.db.execute("SELECT path, row FROM deferred ORDER BY rowid").fetchall()
+    def deferred_rows(self) -> list[TableRow]:
+        """The rows kept, oldest first."""
+        return [_unpack_row(r[0]) for r in self.db.execute("SELECT row FROM deferred ORDER BY rowid").fetchall()]
 
-    def deferred_pop(self, path: str) -> bytes | None:
+    def deferred_pop(self, path: str) -> TableRow | None:
         row = self.db.execute("SELECT row FROM deferred WHERE path=?", (path,)).fetchone()
-        if row is not None:
-            self.db.execute("DELETE FROM deferred WHERE path=?", (path,))
-        return None if row is None else row[0]
+        if row is None:
+            return None
+        self.db.execute("DELETE FROM deferred WHERE path=?", (path,))
+        return _unpack_row(row[0])
 
     # -- versions completed here that the tracker has not yet listed us for --------------
 
