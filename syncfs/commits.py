@@ -16,7 +16,7 @@ from typing import Protocol
 
 import trio
 
-from . import chunking
+from . import datafiles
 from .claims import Claims
 from .downloads import Downloader
 from .errorlog import ErrorLog
@@ -24,11 +24,11 @@ from .errors import FsError
 from .ignores import ShareIgnores
 from .inodes import Inodes, leaf
 from .outbox import Outbox
-from .protocol.entries import Chunk, Entry, Kind
+from .protocol.entries import Entry, Kind
 from .protocol.messages import ChunkParams
 from .protocol.versions import bump
 from .reconcile import own_counter_kept
-from .store import Node, Store, copy_fd, user_xattrs
+from .store import Node, Store
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class LocalCommits:
             return
         path = self._store.data_path(node.data_id)
         try:
-            chunks = await trio.to_thread.run_sync(_chunk_file, path, self.params)
+            chunks = await trio.to_thread.run_sync(datafiles.chunk_file, path, self.params)
         except FileNotFoundError:
             chunks = None  # deleted or replaced while we read it: nothing left to commit
         node = self._store.find(ino)
@@ -187,7 +187,7 @@ class LocalCommits:
             data_id = store.new_data_file()
         try:
             chunks, after, xattrs = await trio.to_thread.run_sync(
-                _copy_and_chunk, source, store.data_path(data_id), self.params)
+                datafiles.copy_and_chunk, source, store.data_path(data_id), self.params)
         except BaseException:
             store.remove_data_file(data_id)
             raise
@@ -243,30 +243,3 @@ class LocalCommits:
         self._store.update_node(node.ino, data_id=data_id)
         self._store.index_chunks(data_id, node.chunks)
         self._claims.have(node.path, node.version)
-
-
-def _chunk_file(path: os.PathLike, params: ChunkParams) -> list[Chunk]:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return chunking.chunk_fd(fd, params)
-    finally:
-        os.close(fd)
-
-
-def _copy_and_chunk(source: str, dest: os.PathLike, params: ChunkParams
-                    ) -> tuple[tuple[Chunk, ...], os.stat_result, dict[str, bytes]]:
-    """Copy ``source`` into the data file ``dest`` and cut the copy (which nothing else
-    changes) into chunks; also return ``source``'s attributes as they were after the copy,
-    and its ``user.*`` extended attributes."""
-    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        dst = os.open(dest, os.O_RDWR | os.O_TRUNC)
-        try:
-            copy_fd(src, dst)
-            chunks = tuple(chunking.chunk_fd(dst, params))
-        finally:
-            os.close(dst)
-        xattrs = user_xattrs(src)
-        return chunks, os.fstat(src), xattrs
-    finally:
-        os.close(src)

@@ -12,18 +12,16 @@ import contextlib
 import dataclasses
 import errno
 import logging
-import os
 import sqlite3
 from collections.abc import Iterable
 
-import msgpack
 import trio
 
-from . import chunking
+from . import chunking, datafiles
 from .p2p import BadChunk, ChunkUnavailable, PeerPool
 from .partial import Partial
 from .protocol.messages import TableRow
-from .store import Store, read_chunk
+from .store import SavedPartial, Store
 from .wakeup import Wakeup
 from .wire import LinkClosed
 
@@ -82,16 +80,15 @@ class Downloader:
             await trio.sleep_forever()
 
     def load(self) -> None:
-        for data_id, raw_row, raw_present in self.store.partials():
-            row = TableRow.from_wire(msgpack.unpackb(raw_row))
-            repair = row.seq == 0  # made here to mend a damaged local copy (see Engine)
-            self.partials[data_id] = Partial(data_id, row, set(msgpack.unpackb(raw_present)),
-                                             repair=repair, must_fill=repair)
+        for saved in self.store.partials():
+            repair = saved.row.seq == 0  # made here to mend a damaged local copy (see Engine)
+            self.partials[saved.data_id] = Partial(saved.data_id, saved.row, set(saved.present),
+                                                   repair=repair, must_fill=repair)
 
     def add(self, data_id: int, row: TableRow) -> Partial:
         p = Partial(data_id, row, set())
         self.partials[data_id] = p
-        self.store.partial_put(data_id, msgpack.packb(row.to_wire()), msgpack.packb([]))
+        self.store.partial_put(SavedPartial(data_id, row))
         self.wake.set()
         return p
 
@@ -116,7 +113,7 @@ class Downloader:
         p.drop_present(bad)
         p.fill.news()
         self.partials[data_id] = p
-        self.store.partial_put(data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(p.durable()))
+        self.store.partial_put(SavedPartial(data_id, p.row, tuple(p.durable())))
         self.wake.set()
         return True
 
@@ -277,7 +274,7 @@ class Downloader:
         """Write chunk ``i`` into ``p``'s data file (counted: ``stop`` waits for it)."""
         p.writes_running += 1
         try:
-            await trio.to_thread.run_sync(_write_at, self.store.data_path(p.data_id), data, p.offsets[i])
+            await trio.to_thread.run_sync(datafiles.write_at, self.store.data_path(p.data_id), data, p.offsets[i])
         finally:
             p.writes_running -= 1
             if not p.writes_running:
@@ -356,7 +353,7 @@ class Downloader:
                 return
             p.syncing = batch
             try:
-                await trio.to_thread.run_sync(_datasync, self.store.data_path(p.data_id))
+                await trio.to_thread.run_sync(datafiles.datasync, self.store.data_path(p.data_id))
                 p.syncing = []
                 if p.cancelled:
                     return
@@ -365,7 +362,7 @@ class Downloader:
                 with self.store.transaction():
                     if p.data_id in self.partials:
                         # not those written meanwhile, which the next record covers
-                        self.store.partial_put(p.data_id, msgpack.packb(p.row.to_wire()), msgpack.packb(p.durable()))
+                        self.store.partial_put(SavedPartial(p.data_id, p.row, tuple(p.durable())))
                     self.store.index_chunks_at(p.data_id, [(entry.chunks[i], p.offsets[i]) for i in batch])
             except BaseException:
                 p.syncing = []
@@ -429,13 +426,13 @@ class Downloader:
                 continue
             try:
                 path = self.store.data_path(data_id)
-                data = _read_cached(path, offset, n)
+                data = datafiles.read_cached(path, offset, n)
                 if data is not None:
                     # in the page cache: checked here, without a worker thread's round trip
                     # (most of an on-demand read's wait on the holder's side)
                     data = data if chunking.digest(data) == want else None
                 else:
-                    data = await trio.to_thread.run_sync(_read_verified, path, offset, n, want)
+                    data = await trio.to_thread.run_sync(datafiles.read_verified, path, offset, n, want)
             except OSError as exc:
                 data = None
                 if exc.errno != errno.ENOENT:  # gone is normal (deleted meanwhile); unreadable is not
@@ -451,39 +448,3 @@ class Downloader:
     async def _report_damage(self, damage: Damage) -> None:
         if self._damaged is not None:
             await self._damaged.send(damage)
-
-
-def _write_at(path: os.PathLike, data: bytes | bytearray, offset: int) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, offset)
-    finally:
-        os.close(fd)
-
-
-def _datasync(path: os.PathLike) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_cached(path: os.PathLike, offset: int, length: int) -> bytearray | None:
-    """The ``length`` bytes at ``offset`` if the page cache holds them all (RWF_NOWAIT: no
-    wait for the disk), else None. The buffer read into is the answer (not copied once
-    more: chunks are up to 4 MiB, and this is the serving path)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        buf = bytearray(length)
-        n = os.preadv(fd, [buf], offset, os.RWF_NOWAIT)
-    except OSError:  # BlockingIOError: not cached; others: the file system cannot say
-        return None  # read it in a thread
-    finally:
-        os.close(fd)
-    return buf if n == length else None
-
-
-def _read_verified(path: os.PathLike, offset: int, length: int, want: bytes) -> bytes | None:
-    data = read_chunk(path, offset, length)  # type: ignore[arg-type]
-    return data if chunking.digest(data) == want else None

@@ -98,9 +98,9 @@ class Engine:
         """Remove data files nothing refers to: leftovers of work a crash cut short."""
         referenced = self.store.referenced_data_ids()
         with self.store.transaction():
-            for data_id, _, _ in self.store.partials():
-                if data_id not in referenced:
-                    self.store.partial_remove(data_id)
+            for saved in self.store.partials():
+                if saved.data_id not in referenced:
+                    self.store.partial_remove(saved.data_id)
             for name in os.listdir(self.store.data_dir):
                 if name.isdigit() and int(name) not in referenced:
                     self.store.remove_data_file(int(name))

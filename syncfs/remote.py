@@ -11,7 +11,6 @@ kernel never mixes pages of two versions.
 import errno
 import logging
 
-import msgpack
 import trio
 
 from .claims import Claims
@@ -83,25 +82,26 @@ class RemoteApply:
                 self._apply_row(row)
         except (FsError, OSError) as exc:
             log.warning("cannot apply %s yet: %s", row.entry.path, exc)
-            self._store.deferred_put(row.entry.path, msgpack.packb(row.to_wire()))
+            self._store.deferred_put(row)
 
     def retry_parked(self) -> None:
         """One pass over the rows waiting to be applied (parked, or deferred for a writer)."""
-        for path, raw in self._store.deferred_rows():
+        for row in self._store.deferred_rows():
+            path = row.entry.path
             node = self._store.lookup_path(path)
             if node is not None and self._inodes.busy(node.ino):
                 continue
             with self._store.transaction():
                 if self._store.deferred_pop(path) is not None:
-                    self._apply_or_park(TableRow.from_wire(msgpack.unpackb(raw)))
+                    self._apply_or_park(row)
         self._pinning.after_commit()
 
     def _apply_deferred(self, path: str) -> None:
         """Apply a remote change that waited for a local writer (whose change is committed)."""
         with self._store.transaction():
-            raw = self._store.deferred_pop(path)
-            if raw is not None:
-                self._apply_or_park(TableRow.from_wire(msgpack.unpackb(raw)))
+            row = self._store.deferred_pop(path)
+            if row is not None:
+                self._apply_or_park(row)
 
     def _apply_row(self, row: TableRow) -> None:
         e = row.entry
@@ -120,7 +120,7 @@ class RemoteApply:
         if action in (Action.IGNORE, Action.WAIT):
             return
         if action is Action.DEFER:
-            self._store.deferred_put(row.entry.path, msgpack.packb(row.to_wire()))
+            self._store.deferred_put(row)
             return
         if e.deleted:
             self._apply_delete(e, node)

@@ -6,17 +6,16 @@ of its own, a chunk per worker-thread call, so that an unmount never waits for a
 """
 
 import logging
-import os
 
 import trio
 
-from . import chunking
+from . import chunking, datafiles
 from .downloads import Damage, Downloader
 from .errorlog import ErrorLog
 from .inodes import Inodes
 from .notices import Notifier
 from .p2p import PeerPool
-from .protocol.entries import Chunk, Kind
+from .protocol.entries import Kind
 from .protocol.messages import TableRow
 from .store import Store
 
@@ -75,17 +74,9 @@ class Repairer:
         path = self._store.data_path(data_id)
         try:
             for offset, chunk in zip(chunking.offsets(node.chunks), node.chunks, strict=True):
-                if offset != found_at and not await trio.to_thread.run_sync(_chunk_intact, path, offset, chunk):
+                if offset != found_at and not await trio.to_thread.run_sync(datafiles.chunk_intact, path, offset, chunk):
                     self._chunk_damaged(Damage(data_id, offset, chunk.length, chunk.digest, "its digest does not match"))
         except FileNotFoundError:
             pass  # the file was replaced or deleted meanwhile: nothing left to mend
         except Exception as exc:  # noqa: BLE001 - a failing disk must not take the mount down
             log.warning("could not check the rest of %s: %s", path, exc)
-
-
-def _chunk_intact(path: os.PathLike, offset: int, chunk: Chunk) -> bool:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return chunking.digest(os.pread(fd, chunk.length, offset)) == chunk.digest
-    finally:
-        os.close(fd)

@@ -33,6 +33,7 @@ import trio
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from .datafiles import copy_fd, user_xattrs
 from .engine import Engine
 from .errors import FsError
 from .mirror import (
@@ -50,7 +51,7 @@ from .notices import Notice
 from .protocol.conflicts import conflict_path
 from .protocol.entries import MAX_TARGET_BYTES, Kind
 from .protocol.paths import BadPath, join, parent_of, validate_path
-from .store import Node, copy_fd, user_xattrs
+from .store import Node
 
 log = logging.getLogger(__name__)
 

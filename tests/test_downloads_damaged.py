@@ -5,10 +5,9 @@ import contextlib
 import random
 import time
 
-import msgpack
 import trio
 
-from syncfs import downloads
+from syncfs import datafiles
 from syncfs.chunking import chunk_bytes, offsets
 from syncfs.downloads import Downloader, Partial
 from syncfs.protocol.entries import Entry, Kind
@@ -24,8 +23,8 @@ class RecordingStore:
     def __init__(self):
         self.recorded = {}
 
-    def partial_put(self, data_id, row, present):
-        self.recorded[data_id] = msgpack.unpackb(present)
+    def partial_put(self, saved):
+        self.recorded[saved.data_id] = list(saved.present)
 
 
 def damage(d, i):
@@ -82,7 +81,7 @@ class SlowSyncStore(RecordingStore):
 def test_damage_found_while_chunks_are_synced_records_only_durable_ones(monkeypatch):
     """A chunk whose fdatasync has not returned is not on disk yet: a crash may lose it,
     so no record may list it as present."""
-    monkeypatch.setattr(downloads, "_datasync", lambda path: time.sleep(0.2))
+    monkeypatch.setattr(datafiles, "datasync", lambda path: time.sleep(0.2))
     store = SlowSyncStore()
     d = Downloader(store, pool=None)
     p = d.partials[1] = Partial(1, ROW, {0, 1})

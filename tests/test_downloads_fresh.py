@@ -12,7 +12,7 @@ import time
 import pytest
 import trio
 
-from syncfs import downloads
+from syncfs import datafiles
 from syncfs.chunking import chunk_bytes
 from syncfs.downloads import Downloader, Partial
 from syncfs.protocol.entries import Entry, Kind
@@ -75,7 +75,7 @@ def setup(tmp_path, pool):
 
 
 def test_a_fresh_chunk_whose_write_fails_is_fetched_again(tmp_path, monkeypatch):
-    real = downloads._write_at
+    real = datafiles.write_at
     failed = []
 
     def write_once_failing(path, data, offset):
@@ -84,7 +84,7 @@ def test_a_fresh_chunk_whose_write_fails_is_fetched_again(tmp_path, monkeypatch)
             raise OSError(errno.EIO, "injected")
         real(path, data, offset)
 
-    monkeypatch.setattr(downloads, "_write_at", write_once_failing)
+    monkeypatch.setattr(datafiles, "write_at", write_once_failing)
     pool = SlowSecondChunk()
     d, p = setup(tmp_path, pool)
     offset, size = CHUNKS[0].length - 10, 20  # the last bytes of chunk 0, the first of 1
@@ -105,7 +105,7 @@ def test_a_fresh_chunk_whose_write_fails_is_fetched_again(tmp_path, monkeypatch)
 
 
 def test_stop_waits_for_a_running_write(tmp_path, monkeypatch):
-    real = downloads._write_at
+    real = datafiles.write_at
     started, finished = threading.Event(), threading.Event()
 
     def slow_write(path, data, offset):
@@ -114,7 +114,7 @@ def test_stop_waits_for_a_running_write(tmp_path, monkeypatch):
         real(path, data, offset)
         finished.set()
 
-    monkeypatch.setattr(downloads, "_write_at", slow_write)
+    monkeypatch.setattr(datafiles, "write_at", slow_write)
     d, p = setup(tmp_path, SlowSecondChunk())
 
     async def main():

@@ -10,8 +10,7 @@ import pytest
 import trio
 from enginekit import committed_file, outbox, run_with_ops, settle
 
-import syncfs.commits as commits_mod
-import syncfs.downloads as downloads
+import syncfs.datafiles as datafiles
 from syncfs.chunking import chunk_bytes
 from syncfs.protocol.entries import Entry, Kind
 from syncfs.protocol.messages import Table, TableRow
@@ -106,7 +105,7 @@ def test_a_full_disk_during_a_download_does_not_end_the_engine(tmp_path, monkeyp
     def enospc(*_):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(downloads, "_write_at", enospc)
+    monkeypatch.setattr(datafiles, "write_at", enospc)
 
     async def body(ops, engine, store):
         await committed_file(ops, engine, b"local", b"Z" * 5000)
@@ -126,7 +125,7 @@ def test_a_failed_commit_keeps_local_writes_over_a_waiting_remote_version(tmp_pa
         fi = await ops.open(a.st_ino, os.O_WRONLY, None)
         await ops.write(fi.fh, 0, b"precious local edit")
         engine.apply_table(Table((frow("f", b"theirs", {**v, "other": 1}, 1),), 1))  # waits
-        real = commits_mod._chunk_file
+        real = datafiles.chunk_file
         failures = []
 
         def flaky(*args):
@@ -135,7 +134,7 @@ def test_a_failed_commit_keeps_local_writes_over_a_waiting_remote_version(tmp_pa
                 raise OSError(errno.EIO, "I/O error")
             return real(*args)
 
-        monkeypatch.setattr(commits_mod, "_chunk_file", flaky)
+        monkeypatch.setattr(datafiles, "chunk_file", flaky)
         await ops.release(fi.fh)
         await settle(engine)
         n = store.lookup_path("f")

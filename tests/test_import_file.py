@@ -52,10 +52,10 @@ def test_bytes_the_share_has_are_adopted_without_a_new_version(tmp_path):
 
 
 def test_a_file_that_changes_while_it_is_copied_is_not_committed(tmp_path, monkeypatch):
-    import syncfs.commits as commits_mod
+    import syncfs.datafiles as datafiles
 
     src = tmp_path / "src"
-    real = commits_mod._copy_and_chunk
+    real = datafiles.copy_and_chunk
 
     def copy_then_touch(source, dest, params):
         out = real(source, dest, params)
@@ -63,7 +63,7 @@ def test_a_file_that_changes_while_it_is_copied_is_not_committed(tmp_path, monke
             f.write(b"more")  # the writer goes on while we copied
         return out[0], os.stat(source), out[2]
 
-    monkeypatch.setattr(commits_mod, "_copy_and_chunk", copy_then_touch)
+    monkeypatch.setattr(datafiles, "copy_and_chunk", copy_then_touch)
 
     async def body(ops, engine, store):
         src.write_bytes(b"half")
