@@ -15,12 +15,12 @@ from pathlib import Path
 import trio
 
 from . import config
-from .cli import READY, ensure_local_tracker, setup_logging
 from .config import ConfigError, MountConfig
 from .control import ControlError, ControlServer, check_private_dir, register, unregister
 from .engine import Engine
 from .identity import Identity, IdentityError
 from .invite import BadToken, Invite, looks_like_token, parse
+from .launch import READY, ensure_local_tracker, setup_logging
 from .p2p import ChunkServer, PeerPool
 from .status import ControlHandler, current_log_file, write_status
 from .store import Store, StoreBusy
