@@ -73,3 +73,10 @@ def setup_logging(cfg: MountConfig) -> None:
     root.handlers[:] = [handler]
     root.setLevel(cfg.log_level.upper())
 
+
+def current_log_file() -> str:
+    """The file the process logs to, or '' when it logs to the terminal."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return ""
