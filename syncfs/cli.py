@@ -53,17 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     un.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
     args = parser.parse_args(argv)
     if args.command in ("status", "pause", "resume", "stop", "pin", "unpin"):
-        from . import status_view
+        if args.command == "status":
+            from .status_view import show_status
+
+            return show_status(args.directory, args.json, args.once)
+        from . import commands
 
         if args.command in ("pin", "unpin"):
-            return status_view.pin(args.paths, unpin=args.command == "unpin")
-        if args.command == "status":
-            return status_view.show_status(args.directory, args.json, args.once)
+            return commands.pin(args.paths, unpin=args.command == "unpin")
         if args.command == "pause":
-            return status_view.pause(args.directory, args.hard)
+            return commands.pause(args.directory, args.hard)
         if args.command == "stop":
-            return status_view.stop(args.directory)
-        return status_view.resume(args.directory)
+            return commands.stop(args.directory)
+        return commands.resume(args.directory)
     try:
         cfg = config.build(
             {
