@@ -38,8 +38,10 @@ for _p in (ROOT, ROOT / "tests"):
 from floors import MinimalFuse, TlsFloor, end, first_line, start_script  # noqa: E402
 from harness import Cluster, PeerProc, fuse_unavailable_reason, wait_for  # noqa: E402
 
+from syncfs.control import ControlError  # noqa: E402
+
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
-POLL = 0.01  # status.json polling interval
+POLL = 0.01  # how often the benchmark asks a peer for its status
 BLOCK = MiB  # dd-style block size for writes and reads
 BASELINE_HOST = "127.0.0.100"  # the plain TCP copy's receiver (peers use .11, .12, ...)
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -179,16 +181,15 @@ def drop_caches() -> bool:
 
 
 def status(peer: PeerProc) -> dict | None:
-    """The peer's status, or None before it wrote one."""
+    """The peer's status, or None while it does not answer."""
     try:
         return peer.status()
-    except (OSError, ValueError):
+    except ControlError:
         return None
 
 
 def wait_status(peer: PeerProc, pred: Callable[[dict], bool], what: str, timeout: float = 60.0) -> dict:
-    now = time.time()
-    return wait_for(lambda: (s := status(peer)) is not None and s["updated"] > now and pred(s) and s,
+    return wait_for(lambda: (s := status(peer)) is not None and pred(s) and s,
                     timeout=timeout, interval=POLL, what=f"{peer.name}: {what}")
 
 
@@ -200,11 +201,10 @@ def wait_synced(peers: Sequence[PeerProc], rel: str, size: int,
                 timeout: float) -> tuple[dict[str, float], dict[str, float]]:
     """When (perf_counter) each peer first listed ``rel``, and when it was complete.
 
-    Complete: the mount lists ``rel`` with ``size`` bytes, and a status.json written after
-    the first such stat does not list it as stale.
+    Complete: the mount lists ``rel`` with ``size`` bytes, and a status asked for after the
+    first such stat does not list it as stale.
     """
     listed: dict[str, float] = {}  # perf_counter of the first stat that showed it
-    listed_wall: dict[str, float] = {}
     done: dict[str, float] = {}
     deadline = time.perf_counter() + timeout
     while True:
@@ -212,16 +212,14 @@ def wait_synced(peers: Sequence[PeerProc], rel: str, size: int,
             if p.name in done:
                 continue
             if p.name not in listed:
-                t_wall = time.time()
                 try:
                     if os.stat(p.path(rel)).st_size != size:
                         continue
                 except OSError:
                     continue
                 listed[p.name] = time.perf_counter()
-                listed_wall[p.name] = t_wall
             s = status(p)
-            if s is not None and s["updated"] >= listed_wall[p.name] and rel not in stale_paths(s):
+            if s is not None and rel not in stale_paths(s):
                 done[p.name] = time.perf_counter()
         if len(done) == len(peers):
             return listed, done
@@ -234,20 +232,15 @@ def wait_synced(peers: Sequence[PeerProc], rel: str, size: int,
 def wait_version(receiver: PeerProc, origin: PeerProc, rel: str, sha: str, timeout: float) -> None:
     """Wait until ``receiver`` has ``origin``'s current ``rel`` (same size/mtime, not stale, same sha256)."""
     want = os.stat(origin.path(rel))
-    matched_at: float | None = None  # wall time of the first stat that showed the new version
     deadline = time.perf_counter() + timeout
     while True:
-        t_wall = time.time()
         try:
             st = os.stat(receiver.path(rel))
         except OSError:
             st = None
-        if st is None or (st.st_size, st.st_mtime_ns) != (want.st_size, want.st_mtime_ns):
-            matched_at = None
-        elif matched_at is None:
-            matched_at = t_wall
-        s = status(receiver)
-        if (matched_at is not None and s is not None and s["updated"] >= matched_at
+        matched = st is not None and (st.st_size, st.st_mtime_ns) == (want.st_size, want.st_mtime_ns)
+        s = status(receiver)  # asked after the stat, so it knows of the version the stat saw
+        if (matched and s is not None
                 and rel not in stale_paths(s) and sha256_file(receiver.path(rel)) == sha):
             return
         if time.perf_counter() > deadline:
@@ -416,7 +409,7 @@ class Bench:
         data = b"".join(random_blocks(seed, size))
         sha = hashlib.sha256(data).hexdigest()
         peers = [origin, *receivers]
-        s0 = {p.name: p.fresh_status(interval=POLL) for p in peers}
+        s0 = {p.name: p.status() for p in peers}
         cpu0 = {p.name: cpu_seconds(p.pid) for p in peers}
         fd = os.open(origin.path(name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         t_w = time.perf_counter()
@@ -426,7 +419,7 @@ class Bench:
         os.close(fd)
         listed, done = wait_synced(receivers, name, size, timeout=300)
         cpu = {p.name: cpu_seconds(p.pid) - cpu0[p.name] for p in peers}
-        s1 = {p.name: p.fresh_status(interval=POLL) for p in peers}
+        s1 = {p.name: p.status() for p in peers}
         for p in receivers:
             if sha256_file(p.path(name)) != sha:
                 raise AssertionError(f"{name} on {p.name} has the wrong content")
@@ -475,8 +468,8 @@ class Bench:
             f"Median run: writing the file into p1's mount took {secs(r['write'])} ({rate(size, r['write'])}); "
             f"p2 listed it {secs(r['listed']['p2'])} after close() (chunking + tracker round trip) and had it "
             f"complete at {secs(r['done']['p2'])}, receiving {mib(r['got']['p2'])}; CPU used meanwhile: "
-            f"p1 {r['cpu']['p1']:.2f} s, p2 {r['cpu']['p2']:.2f} s. status.json is rewritten every 0.1 s, "
-            f"so completion is seen up to ~0.1 s late")
+            f"p1 {r['cpu']['p1']:.2f} s, p2 {r['cpu']['p2']:.2f} s. the status is asked for every "
+            f"{POLL * 1000:g} ms, so completion is seen up to that late")
 
         p3, p4 = c.add_peer(), c.add_peer()
         receivers = [p2, p3, p4]
@@ -530,7 +523,7 @@ class Bench:
         wait_status(p1, lambda s: not s["outbox"], "outbox empty", timeout=120)
 
         # 6: a 4 KiB read at the end of the file on the on-demand peer
-        got0 = p2.fresh_status(interval=POLL)["bytes_received"]
+        got0 = p2.status()["bytes_received"]
         t0 = time.perf_counter()
         fd = os.open(p2.path("big.bin"), os.O_RDONLY)
         try:
@@ -540,9 +533,9 @@ class Bench:
         t_tail = time.perf_counter() - t0
         if got != tail:
             raise AssertionError("the on-demand tail read returned the wrong bytes")
-        moved = p2.fresh_status(interval=POLL)["bytes_received"] - got0
+        moved = p2.status()["bytes_received"] - got0
         # for comparison: a second on-demand read, now that p2 is connected to p1
-        got1 = p2.fresh_status(interval=POLL)["bytes_received"]
+        got1 = p2.status()["bytes_received"]
         t0 = time.perf_counter()
         fd = os.open(p2.path("big.bin"), os.O_RDONLY)
         try:
@@ -550,7 +543,7 @@ class Bench:
         finally:
             os.close(fd)
         t_mid = time.perf_counter() - t0
-        moved_mid = p2.fresh_status(interval=POLL)["bytes_received"] - got1
+        moved_mid = p2.status()["bytes_received"] - got1
         self.report.note(f"6: a second 4 KiB on-demand read (middle of the file, p2 already connected to p1) "
                          f"took {secs(t_mid)} and moved {mib(moved_mid)} (includes read-ahead of the next chunks)")
         b = self.baseline("tcp-chunk")
@@ -607,7 +600,7 @@ class Bench:
             wait_for(lambda name=name: p2.path(name).exists() and p2.path(name).stat().st_size == size, timeout=120,
                      interval=POLL, what=f"{name} listed on p2")
             wait_status(p1, lambda s: not s["outbox"], "outbox empty", timeout=120)
-            got0 = p2.fresh_status(interval=POLL)["bytes_received"]
+            got0 = p2.status()["bytes_received"]
             t0 = time.perf_counter()
             fd = os.open(p2.path(name), os.O_RDONLY)
             try:
@@ -617,7 +610,7 @@ class Bench:
             times.append(time.perf_counter() - t0)
             if got != tail:
                 raise AssertionError("the on-demand tail read returned the wrong bytes")
-            moved.append(p2.fresh_status(interval=POLL)["bytes_received"] - got0)
+            moved.append(p2.status()["bytes_received"] - got0)
         b = self.baseline("tcp-chunk")
         t_chunk, runs = b.median(os.urandom(MiB), 5)
         self.finish_baseline(b)
@@ -717,7 +710,7 @@ class Bench:
         label = mib(size).replace(".0", "")
         c = self.cluster("rss")
         p1, p2 = c.start_peers(2)
-        p2.fresh_status(interval=POLL)
+        p2.status()
         idle = proc_status_kib(p2.pid, "VmRSS") * KiB
         h = hashlib.sha256()
         t_w = write_file(p1.path("huge.bin"), hashing(random_blocks(4, size), h))
@@ -744,10 +737,10 @@ class Bench:
         wait_synced([p2], "edit.bin", size, timeout=300)
 
         def measure(edit: Callable[[], None], item: str, what: str) -> None:
-            s0 = p2.fresh_status(interval=POLL)
+            s0 = p2.status()
             edit()
             wait_version(p2, p1, "edit.bin", hashlib.sha256(data).hexdigest(), timeout=300)
-            s1 = p2.fresh_status(interval=POLL)
+            s1 = p2.status()
             moved = s1["bytes_received"] - s0["bytes_received"]
             reused = s1["bytes_reused_locally"] - s0["bytes_reused_locally"]
             self.report.add(Row(item, what, mib(moved), "256 MiB (file size)", f"{moved / size:.2%}",

@@ -3,23 +3,15 @@
 import argparse
 import logging
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import config
 from .config import ConfigError, MountConfig
-
-if TYPE_CHECKING:
-    from .invite import Invite
+from .launch import READY
 
 log = logging.getLogger(__name__)
-
-READY = b"ready\n"
-
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -61,17 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     un.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
     args = parser.parse_args(argv)
     if args.command in ("status", "pause", "resume", "stop", "pin", "unpin"):
-        from . import status_view
+        if args.command == "status":
+            from .status_view import show_status
+
+            return show_status(args.directory, args.json, args.once)
+        from . import commands
 
         if args.command in ("pin", "unpin"):
-            return status_view.pin(args.paths, unpin=args.command == "unpin")
-        if args.command == "status":
-            return status_view.show_status(args.directory, args.json, args.once)
+            return commands.pin(args.paths, unpin=args.command == "unpin")
         if args.command == "pause":
-            return status_view.pause(args.directory, args.hard)
+            return commands.pause(args.directory, args.hard)
         if args.command == "stop":
-            return status_view.stop(args.directory)
-        return status_view.resume(args.directory)
+            return commands.stop(args.directory)
+        return commands.resume(args.directory)
     try:
         cfg = config.build(
             {
@@ -171,64 +165,3 @@ def spawn_background(argv: list[str], cfg: MountConfig, mountpoint: Path, done: 
     message = answer.decode(errors="replace").strip() or f"the syncfs process exited with {child.returncode}; see {log_file}"
     print(f"syncfs: {message}", file=sys.stderr)
     return 1
-
-
-def ensure_local_tracker() -> "Invite":
-    """The embedded default: a tracker on this machine, started in the background if none
-    runs; returns its join token (from the ``invite`` file it writes on start)."""
-    from .invite import BadToken, parse
-
-    host = config.LOCAL_TRACKER_HOST
-    port = int(os.environ.get("SYNCFS_LOCAL_TRACKER_PORT", config.DEFAULT_TRACKER_PORT))
-    state = config.local_tracker_dir()
-    if not _reachable(host, port):
-        state.mkdir(parents=True, exist_ok=True)
-        with open(os.devnull, "rb") as devnull, open(state / "tracker.log", "ab") as out:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "tracker", "--host", host, "--port", str(port), "--state-dir", str(state)],
-                stdin=devnull, stdout=out, stderr=out, start_new_session=True,
-            )
-        (state / "tracker.pid").write_text(f"{child.pid}\n")
-        deadline = time.monotonic() + 15
-        while not _reachable(host, port):
-            if time.monotonic() > deadline:
-                raise ConfigError(f"the local tracker did not start; see {state / 'tracker.log'}")
-            time.sleep(0.05)
-    invite_file = state / "invite"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            invite = parse(invite_file.read_text())
-        except (OSError, BadToken):
-            invite = None
-        if invite is not None and invite.port == port:
-            return invite
-        if time.monotonic() > deadline:
-            raise ConfigError(
-                f"a tracker runs on {host}:{port} but {invite_file} holds no join token for it "
-                "(restart it, or pass --tracker TOKEN)"
-            )
-        time.sleep(0.05)
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def setup_logging(cfg: MountConfig) -> None:
-    handler: logging.Handler
-    if cfg.log_file:
-        Path(cfg.log_file).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(cfg.log_file, errors="backslashreplace")  # file names need not be UTF-8
-    else:
-        handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(cfg.log_level.upper())
-
-

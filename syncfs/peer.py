@@ -1,6 +1,6 @@
 """What every peer runs, whatever its front end (a FUSE mount or a watched directory):
-the store, its identity, the engine, the chunk server, the tracker link, the status file
-and the control socket."""
+the store, its identity, the engine, the chunk server, the tracker link and the control
+socket."""
 
 import contextlib
 import ctypes
@@ -15,15 +15,16 @@ from pathlib import Path
 import trio
 
 from . import config
-from .cli import READY, ensure_local_tracker, setup_logging
 from .config import ConfigError, MountConfig
 from .control import ControlError, ControlServer, check_private_dir, register, unregister
+from .control_handler import ControlHandler
 from .engine import Engine
 from .identity import Identity, IdentityError
 from .invite import BadToken, Invite, looks_like_token, parse
+from .launch import READY, current_log_file, ensure_local_tracker, setup_logging
 from .notices import Notice, notice_channel
 from .p2p import ChunkServer, PeerPool
-from .status import ControlHandler, current_log_file, write_status
+from .status import StatusSources
 from .store import Store, StoreBusy
 from .tracker_link import TrackerLink
 
@@ -121,8 +122,9 @@ async def serve(peer: Peer, ready_fd: int | None, *,
             advertise = config.split_host_port(peer.cfg.advertise, port)
         link = TrackerLink(engine, peer.me, peer.invite, listen_host or None, advertise)
         await nursery.start(link.run)
-        nursery.start_soon(write_status, engine.store.root / "status.json", engine, peer.server, link)
-        handler = ControlHandler(engine, peer.server, link, current_log_file(), on_stop=on_signal)
+        status = StatusSources(engine, engine.filler, engine.errors, engine.ignores, engine.store, peer.pool,
+                               engine.downloader, engine.pinning, peer.server, link, current_log_file())
+        handler = ControlHandler(engine.filler, engine.pinning, status, on_stop=on_signal)
         await nursery.start(ControlServer(engine.store.root, handler).run)
         entry = register(peer.share_dir, engine.store.root)
         try:

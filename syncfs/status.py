@@ -1,137 +1,196 @@
-"""A snapshot of what a running peer is doing, written atomically to ``status.json`` in its
-store, for ``syncfs status``-style tooling and for tests that count bytes."""
+"""What a running peer is doing, as one JSON-able dict: computed when someone asks (``syncfs
+status``, the tests, the benchmarks ask over the control socket), never written on a timer.
 
-import json
-import logging
-import os
+Pure: it reads the figures of the parts it is given and touches nothing else. Each part is
+seen through a narrow Protocol naming exactly what is read of it, so the snapshot does not
+depend on how the engine is put together.
+"""
+
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import trio
-
-from .control import ControlError
-from .engine import Engine
-from .p2p import ChunkServer
-from .pinning import PinError, check_paths
-from .tracker_link import TrackerLink
-
-log = logging.getLogger(__name__)
-
-INTERVAL = 0.1
-REFRESH = 0.5  # rewritten at least this often, so readers can tell it is current
+from typing import Any, Protocol
 
 
-def snapshot(engine: Engine, server: ChunkServer, link: TrackerLink, log_file: str = "",
-             full: bool = True) -> dict[str, Any]:
-    """What the peer is doing. ``full`` adds figures that scan the whole tree (file counts,
-    conflict copies): for a person's request, not for the frequent status file."""
-    partials = engine.downloader.partials.values()
+class PeerFigures(Protocol):
+    """The peer as a whole (the engine)."""
+
+    @property
+    def mountpoint(self) -> str: ...
+    @property
+    def peer_id(self) -> str: ...
+    @property
+    def on_demand(self) -> bool: ...
+
+
+class PauseFigures(Protocol):
+    @property
+    def paused(self) -> str: ...
+
+
+class ErrorFigures(Protocol):
+    @property
+    def recent(self) -> Sequence[tuple[float, str]]: ...
+
+
+class RulesFigures(Protocol):
+    @property
+    def errors(self) -> Sequence[str]: ...
+
+
+class IgnoreFigures(Protocol):
+    @property
+    def rules(self) -> RulesFigures: ...
+
+
+class StoreFigures(Protocol):
+    @property
+    def root(self) -> Path: ...
+    @property
+    def last_seq(self) -> int: ...
+    def outbox_len(self) -> int: ...
+    def counts(self) -> dict[str, int]: ...
+    def conflict_paths(self) -> list[str]: ...
+
+
+class PoolFigures(Protocol):
+    """The peer's links to other peers, and what came over them."""
+
+    @property
+    def peers(self) -> Collection[str]: ...
+    @property
+    def bytes_received(self) -> int: ...
+    @property
+    def received_from(self) -> Mapping[str, int]: ...
+    def linked(self) -> list[str]: ...
+
+
+class EntryFigures(Protocol):
+    @property
+    def size(self) -> int: ...
+    @property
+    def chunks(self) -> Sequence[object]: ...
+
+
+class RowFigures(Protocol):
+    @property
+    def entry(self) -> EntryFigures: ...
+
+
+class FillFigures(Protocol):
+    @property
+    def filling(self) -> bool: ...
+    @property
+    def last_error(self) -> str: ...
+
+
+class PartialFigures(Protocol):
+    """One file whose bytes are not all here yet."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def row(self) -> RowFigures: ...
+    @property
+    def present(self) -> Collection[int]: ...
+    @property
+    def bytes_present(self) -> int: ...
+    @property
+    def downloading(self) -> bool: ...
+    @property
+    def fill(self) -> FillFigures: ...
+
+
+class DownloadFigures(Protocol):
+    @property
+    def partials(self) -> Mapping[int, PartialFigures]: ...
+    @property
+    def bytes_local(self) -> int: ...
+
+
+class CacheFigures(Protocol):
+    """Pins and the cache limit of an --on-demand peer."""
+
+    @property
+    def pins(self) -> Collection[str]: ...
+    @property
+    def cache_size(self) -> int: ...
+    def usage(self) -> int: ...
+
+
+class ServerFigures(Protocol):
+    @property
+    def bytes_sent(self) -> int: ...
+
+
+class LinkFigures(Protocol):
+    """The link to the tracker."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def last_error(self) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusSources:
+    """The parts a status is read from, handed over once by whoever builds the peer."""
+
+    peer: PeerFigures
+    fills: PauseFigures
+    errors: ErrorFigures
+    ignores: IgnoreFigures
+    store: StoreFigures
+    pool: PoolFigures
+    downloads: DownloadFigures
+    cache: CacheFigures
+    server: ServerFigures
+    link: LinkFigures
+    log_file: str = ""
+
+
+def snapshot(src: StatusSources, full: bool = True) -> dict[str, Any]:
+    """What the peer is doing now. ``full`` adds figures that scan the whole tree (file
+    counts, conflict copies, cache use): for a person's request, not for a script that
+    asks many times a second."""
+    peer, store, pool, cache = src.peer, src.store, src.pool, src.cache
     extra: dict[str, Any] = {}
     if full:
-        counts = engine.store.counts()
-        extra = {"files": counts["files"], "dirs": counts["dirs"], "conflicts": engine.store.conflict_paths(),
-                 "cache_used": engine.pinning.usage()}
+        counts = store.counts()
+        extra = {"files": counts["files"], "dirs": counts["dirs"], "conflicts": store.conflict_paths(),
+                 "cache_used": cache.usage()}
     return {
         **extra,
-        "mountpoint": engine.mountpoint,
-        "store": str(engine.store.root),
-        "log_file": log_file,
-        "paused": engine.filler.paused,
-        "ignore_errors": engine.ignores.rules.errors,
-        "peer_id": engine.peer_id,
-        "tracker": {"address": f"{link.host}:{link.port}", "connected": link.connected,
-                    "last_error": link.last_error, "last_seq": engine.store.last_seq},
-        "peers_online": sorted(engine.pool.peers),
-        "on_demand": engine.on_demand,
-        "pinned": sorted(engine.pinning.pins),
-        "cache_size": engine.pinning.cache_size,
-        "outbox": engine.store.outbox_len(),
-        "links": engine.pool.linked(),
-        "bytes_received": engine.pool.bytes_received,
-        "bytes_received_from": dict(sorted(engine.pool.received_from.items())),
-        "bytes_sent": server.bytes_sent,
-        "bytes_reused_locally": engine.downloader.bytes_local,
+        "mountpoint": peer.mountpoint,
+        "store": str(store.root),
+        "log_file": src.log_file,
+        "paused": src.fills.paused,
+        "ignore_errors": src.ignores.rules.errors,
+        "peer_id": peer.peer_id,
+        "tracker": {"address": f"{src.link.host}:{src.link.port}", "connected": src.link.connected,
+                    "last_error": src.link.last_error, "last_seq": store.last_seq},
+        "peers_online": sorted(pool.peers),
+        "on_demand": peer.on_demand,
+        "pinned": sorted(cache.pins),
+        "cache_size": cache.cache_size,
+        "outbox": store.outbox_len(),
+        "links": pool.linked(),
+        "bytes_received": pool.bytes_received,
+        "bytes_received_from": dict(sorted(pool.received_from.items())),
+        "bytes_sent": src.server.bytes_sent,
+        "bytes_reused_locally": src.downloads.bytes_local,
         "stale": [
             {"path": p.path, "size": p.row.entry.size, "chunks": len(p.row.entry.chunks),
              "present": len(p.present), "bytes_present": p.bytes_present,
              "state": "downloading" if p.downloading else "stale",
              "filling": p.fill.filling, "last_error": p.fill.last_error}
-            for p in partials
+            for p in src.downloads.partials.values()
         ],
-        "errors": [{"time": t, "message": m} for t, m in engine.errors.recent],
+        "errors": [{"time": t, "message": m} for t, m in src.errors.recent],
         "updated": time.time(),
     }
-
-
-def current_log_file() -> str:
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            return handler.baseFilename
-    return ""
-
-
-class ControlHandler:
-    """Answers the command line's requests to a running mount."""
-
-    def __init__(self, engine: Engine, server: ChunkServer, link: TrackerLink, log_file: str,
-                 on_stop: Callable[[], None] = lambda: None) -> None:
-        self.engine = engine
-        self.server = server
-        self.link = link
-        self.log_file = log_file
-        self.on_stop = on_stop
-
-    async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        t = request.get("t")
-        if t == "status":
-            return {"t": "status", **snapshot(self.engine, self.server, self.link, self.log_file)}
-        if t == "pause":
-            mode = "hard" if request.get("hard") is True else "soft"
-            # Downloads stop; uploads go on, or this peer's own new writes could not reach
-            # anyone while it is paused.
-            self.engine.filler.set_paused(mode)
-            return {"t": "ok", "paused": mode}
-        if t == "resume":
-            self.engine.filler.set_paused("")
-            return {"t": "ok", "paused": ""}
-        if t == "stop":
-            self.on_stop()  # the answer goes out before the loop winds down
-            return {"t": "ok", "pid": os.getpid()}
-        if t in ("pin", "unpin"):
-            pinning = self.engine.pinning
-            try:
-                paths = check_paths(request.get("paths"))
-                if t == "pin":
-                    return {"t": "ok", "on_demand": self.engine.on_demand, **pinning.pin(paths)}
-                return {"t": "ok", "on_demand": self.engine.on_demand, **await pinning.unpin(paths)}
-            except PinError as exc:
-                raise ControlError(str(exc)) from None
-        raise ControlError(f"unknown control command {str(t)[:40]!r}")
-
-
-async def write_status(path: Path, engine: Engine, server: ChunkServer, link: TrackerLink) -> None:
-    last = None
-    written = 0.0
-    failing = False
-    while True:
-        data = snapshot(engine, server, link, full=False)
-        data.pop("updated")
-        if data != last or time.monotonic() - written > REFRESH:
-            last = data
-            written = time.monotonic()
-            tmp = path.with_suffix(".tmp")
-            try:
-                tmp.write_text(json.dumps({**data, "updated": time.time()}))
-                os.replace(tmp, path)
-            except OSError as exc:
-                # a full disk must not take the mount down with it: the file is only a view
-                if not failing:
-                    log.warning("could not write the status file %s: %s; retrying", path, exc)
-                failing = True
-            else:
-                if failing:
-                    log.info("the status file %s is written again", path)
-                failing = False
-        await trio.sleep(INTERVAL)

@@ -31,6 +31,9 @@ from typing import NamedTuple, TypeVar
 
 import pytest
 
+from syncfs.control import ControlError
+from syncfs.control import request as control_request
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "syncfs-test-secret"
 TRACKER_ADDR = "127.0.0.11"
@@ -607,18 +610,14 @@ class PeerProc(ManagedProc):
         return self.mnt / rel if rel else self.mnt
 
     def status(self) -> dict:
-        """The peer's ``status.json`` as it was last written (it is replaced atomically)."""
-        return json.loads((self.cache_dir / "status.json").read_text())
-
-    def fresh_status(self, timeout: float = 20.0, interval: float = 0.02) -> dict:
-        """The peer's status as written after this call began."""
-        now = time.time()
-        return wait_for(lambda: (s := self.status())["updated"] > now and s,
-                        timeout=timeout, interval=interval, what=f"fresh status of {self.name}")
+        """What the running peer is doing now, asked over its control socket (brief: without
+        the figures that scan the whole tree, so it may be asked many times a second).
+        Raises ControlError when the peer does not answer."""
+        return control_request(self.cache_dir, {"t": "status", "brief": True})
 
     def settled(self) -> bool:
         """Nothing stale, nothing waiting for the tracker."""
-        s = self.fresh_status()
+        s = self.status()
         return not s["stale"] and s["outbox"] == 0
 
     @property
@@ -698,19 +697,24 @@ class SyncProc(PeerProc):
         return self.running
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Start watching and wait until the peer has written its first status."""
+        """Start watching and wait until the peer answers a status request."""
         self.mnt.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            (self.cache_dir / "status.json").unlink()
         self._spawn()
         deadline = time.monotonic() + timeout
-        while not (self.cache_dir / "status.json").exists():
+        while not self._answers():
             if not self.running:
                 raise self._fail_start(f"exited with status {self.returncode} before it was ready")
             if time.monotonic() >= deadline:
                 self.kill()
                 raise self._fail_start(f"was not ready within {timeout:g}s")
             time.sleep(0.02)
+
+    def _answers(self) -> bool:
+        try:
+            self.status()
+        except ControlError:
+            return False  # not listening yet, or the socket of an earlier run
+        return True
 
     def _begin_stop(self) -> None:
         self._signal(signal.SIGTERM)

@@ -50,7 +50,7 @@ def test_offline_edits_survive_peer_sigkill_and_reach_others(cluster):
     p1, p2 = cluster.start_peers(2)
     cluster.tracker.kill()
     p1.path("offline.txt").write_text("written while the tracker was away\n")
-    wait_for(lambda: (p1.cache_dir / "status.json").read_text().count('"outbox": 1'), what="the outbox to hold it")
+    wait_for(lambda: p1.status()["outbox"] == 1, what="the outbox to hold it")
     p1.kill()  # the outbox must be durable
     p1.start()
     cluster.tracker.start()

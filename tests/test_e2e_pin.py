@@ -136,7 +136,7 @@ def test_cache_size_evicts_least_recently_used_unpinned_files(cluster):
     for name, data in files.items():
         p1.path(name).write_bytes(data)
     wait_for(lambda: listed(p2, *files) and status(p2)["outbox"] == 0, what="the files on p2")
-    wait_for(lambda: p1.fresh_status()["outbox"] == 0, what="p1's files announced")
+    wait_for(lambda: p1.status()["outbox"] == 0, what="p1's files announced")
     assert syncfs("pin", str(p2.path("keep.bin"))).returncode == 0
     wait_for(lambda: state(p2.path("keep.bin")) == "pinned", what="keep.bin pinned")
 

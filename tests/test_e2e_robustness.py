@@ -176,7 +176,7 @@ def test_corrupt_holder_is_detected_and_the_file_arrives_intact(cluster):
     # the receiver noticed (at WARNING: a misbehaving peer is not our error)
     assert "corrupt chunk" in p2.log_file.read_text()
     # only verified chunks count, each once: no corrupt byte was taken for p1's
-    assert p2.fresh_status()["bytes_received"] == len(data)
+    assert p2.status()["bytes_received"] == len(data)
 
 
 # --------------------------------------------------------------------------- SIGKILL mid-apply
@@ -191,7 +191,7 @@ def test_sigkill_while_applying_a_remote_version_leaves_old_or_new(cluster):
     wait_content(p2, "big", old)
 
     # rewrite it fully until p2 is seen receiving the new version (a 64 MiB transfer takes
-    # a few status intervals; if one slips through complete, it becomes the old one)
+    # many status requests; if one slips through complete, it becomes the old one)
     new = b""
     for attempt in range(4):
         before = p2.status()["bytes_received"]
@@ -208,8 +208,8 @@ def test_sigkill_while_applying_a_remote_version_leaves_old_or_new(cluster):
 
         seen = wait_for(receiving, timeout=60, interval=0.002, what="p2 receiving the new version")
         if seen == "mid":
+            got = p2.status()["bytes_received"] - before  # a killed peer answers nothing
             p2.kill()
-            got = p2.status()["bytes_received"] - before
             print(f"killed p2 while it received version {attempt + 2} (last status: {got} bytes in)")
             break
         old = new
@@ -256,7 +256,7 @@ def test_peer_restart_with_the_tracker_down(cluster):
     assert p2.path("dir/inner.txt").read_bytes() == b"inner\n"
     assert not p2.path("created.txt").exists()
     p2.path("from-p2.txt").write_bytes(b"written on p2 while the tracker is down\n")
-    s = p2.fresh_status()
+    s = p2.status()
     assert not s["tracker"]["connected"], s["tracker"]
 
     cluster.tracker.start()
@@ -265,4 +265,4 @@ def test_peer_restart_with_the_tracker_down(cluster):
     assert p2.path("edited.txt").read_bytes() == edited
     assert p1.path("from-p2.txt").read_bytes() == b"written on p2 while the tracker is down\n"
     for p in (p1, p2):
-        wait_for(lambda p=p: p.settled() and p.fresh_status()["tracker"]["connected"], what=f"{p.name} to settle")
+        wait_for(lambda p=p: p.settled() and p.status()["tracker"]["connected"], what=f"{p.name} to settle")

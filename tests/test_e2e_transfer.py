@@ -16,7 +16,7 @@ MiB = 1 << 20
 
 
 def received(peer) -> int:
-    return peer.fresh_status()["bytes_received"]
+    return peer.status()["bytes_received"]
 
 
 
@@ -139,11 +139,11 @@ def test_read_with_no_holder_online_fails_with_eio(cluster):
     write_random(p1.path("lonely"), 8 * MiB, 5)
     wait_for(lambda: p2.path("lonely").stat().st_size == 8 * MiB, what="the stale file")
     p1.stop()
-    wait_for(lambda: not p2.fresh_status()["peers_online"], what="p2 to see p1 leave")
+    wait_for(lambda: not p2.status()["peers_online"], what="p2 to see p1 leave")
     with pytest.raises(OSError) as info:
         p2.path("lonely").read_bytes()
     assert info.value.errno == errno.EIO
-    assert any("lonely" in e["message"] for e in p2.fresh_status()["errors"])
+    assert any("lonely" in e["message"] for e in p2.status()["errors"])
 
 
 def test_sigkill_of_receiver_resumes_without_refetching(cluster):
@@ -164,7 +164,7 @@ def test_on_demand_file_read_whole_becomes_complete_and_served(cluster):
     data = write_random(p1.path("doc"), 8 * MiB, 7)
     wait_for(lambda: p2.path("doc").stat().st_size == len(data), what="the stale file on p2")
     assert p2.path("doc").read_bytes() == data
-    wait_for(lambda: not p2.fresh_status()["stale"], what="p2 to count the file complete")
+    wait_for(lambda: not p2.status()["stale"], what="p2 to count the file complete")
     p1.stop()  # p2 announced it, so a third peer can fetch it from p2 alone
     p3 = cluster.add_peer(extra_args=["--on-demand"])
     wait_content(p3, "doc", data)
@@ -173,15 +173,15 @@ def test_on_demand_file_read_whole_becomes_complete_and_served(cluster):
 def test_peers_keep_a_chunk_link_open_to_every_online_peer(cluster):
     # opened when the tracker's list arrives, so a first on-demand read need not set one up
     p1, p2, p3 = cluster.start_peers(3)
-    ids = {p.name: p.fresh_status()["peer_id"] for p in (p1, p2, p3)}
+    ids = {p.name: p.status()["peer_id"] for p in (p1, p2, p3)}
     for p in (p1, p2, p3):
         others = sorted(v for k, v in ids.items() if k != p.name)
-        wait_for(lambda p=p, others=others: p.fresh_status()["links"] == others,
+        wait_for(lambda p=p, others=others: p.status()["links"] == others,
                  what=f"{p.name} to link to the other peers")
-        assert p.fresh_status()["bytes_received"] == 0
+        assert p.status()["bytes_received"] == 0
     p3.stop()
     for p in (p1, p2):
-        wait_for(lambda p=p: ids["p3"] not in p.fresh_status()["links"], what=f"{p.name} to drop p3's link")
+        wait_for(lambda p=p: ids["p3"] not in p.status()["links"], what=f"{p.name} to drop p3's link")
 
 
 def test_a_peer_fetching_a_version_serves_its_pieces_to_the_others(cluster):
@@ -194,16 +194,16 @@ def test_a_peer_fetching_a_version_serves_its_pieces_to_the_others(cluster):
     data = write_random(p1.path("shared"), size, 8)
     for p in (p2, p3):
         wait_for(lambda p=p: p.path("shared").stat().st_size == size, what=f"the stale file on {p.name}")
-    p2_id = p2.fresh_status()["peer_id"]
-    wait_for(lambda: p2_id in p3.fresh_status()["links"], what="p3's chunk link to p2")
+    p2_id = p2.status()["peer_id"]
+    wait_for(lambda: p2_id in p3.status()["links"], what="p3's chunk link to p2")
     with open(p2.path("shared"), "rb") as f:
         assert f.read(size // 2) == data[: size // 2]
-    assert p2.fresh_status()["stale"], "p2 must not hold the whole file"
+    assert p2.status()["stale"], "p2 must not hold the whole file"
     p1.stop()
-    wait_for(lambda: len(p3.fresh_status()["peers_online"]) == 1, what="p3 to see p1 leave")
+    wait_for(lambda: len(p3.status()["peers_online"]) == 1, what="p3 to see p1 leave")
     with open(p3.path("shared"), "rb") as f:
         assert f.read(size // 4) == data[: size // 4]
-    got = p3.fresh_status()["bytes_received_from"]
+    got = p3.status()["bytes_received_from"]
     assert got.get(p2_id, 0) > 0 and set(got) == {p2_id}, got
 
 
@@ -212,9 +212,9 @@ def test_receivers_of_a_new_file_fetch_from_each_other(cluster):
     data = write_random(p1.path("swarm"), 48 * MiB, 9)
     for p in (p2, p3):
         wait_content(p, "swarm", data)
-    ids = {p.name: p.fresh_status()["peer_id"] for p in (p1, p2, p3)}
-    from_receivers = sum(p.fresh_status()["bytes_received_from"].get(ids[q.name], 0)
+    ids = {p.name: p.status()["peer_id"] for p in (p1, p2, p3)}
+    from_receivers = sum(p.status()["bytes_received_from"].get(ids[q.name], 0)
                          for p, q in ((p2, p3), (p3, p2)))
     # each starts at its own half, so the other half mostly comes from the other receiver
     assert from_receivers > 0
-    assert p1.fresh_status()["bytes_sent"] < 2 * len(data)
+    assert p1.status()["bytes_sent"] < 2 * len(data)

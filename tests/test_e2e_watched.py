@@ -126,7 +126,7 @@ def test_remote_files_are_not_echoed_back(cluster: Cluster) -> None:
         (p1.mnt / "sub" / f"f{i}.txt").write_text(f"file {i}\n" * (i + 1))
     os.chmod(p1.mnt / "sub" / "f3.txt", 0o640)
     wait_same_tree([s, p1])
-    s_id = s.fresh_status()["peer_id"]
+    s_id = s.status()["peer_id"]
     wait_for(lambda: s.settled() and p1.settled(), what="both peers settled")
     for i in (0, 3, 19):
         version = subprocess.run(["getfattr", "--only-values", "-n", "user.syncfs.version", str(p1.mnt / "sub" / f"f{i}.txt")],
@@ -147,7 +147,7 @@ def test_first_start_on_a_copy_of_the_share_adopts_it(cluster: Cluster) -> None:
     tree = wait_same_tree([s, p1])
     assert not _conflicts(tree)
     wait_for(s.settled, what="s1 settled")
-    assert s.fresh_status()["bytes_received"] < 64 << 10  # nothing it already had came over the network
+    assert s.status()["bytes_received"] < 64 << 10  # nothing it already had came over the network
 
 
 def test_ignore_rules_and_status_in_a_plain_directory(cluster: Cluster) -> None:
