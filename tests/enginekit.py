@@ -16,7 +16,7 @@ def run_with_ops(tmp_path, body, fetch_timeout: float = 30.0) -> None:
     store.open()
 
     async def main():
-        engine = Engine(store, PeerPool(b"secret", store.peer_id, None), fetch_timeout=fetch_timeout)
+        engine = Engine(store, PeerPool(None, store.peer_id, None), fetch_timeout=fetch_timeout)
         ops = Operations(engine)
         engine.frontend = ops
         async with trio.open_nursery() as nursery:
