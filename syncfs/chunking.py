@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 
 import blake3
+import pyfastcdc
 from pyfastcdc import FastCDC
 
 from .protocol.entries import Chunk
@@ -46,7 +47,7 @@ def chunk_fd(fd: int, params: ChunkParams = DEFAULT_PARAMS) -> list[Chunk]:
     return [Chunk(digest(c.data), c.length) for c in iter_chunks_fd(fd, params)]
 
 
-def iter_chunks_fd(fd: int, params: ChunkParams) -> Iterator:
+def iter_chunks_fd(fd: int, params: ChunkParams) -> Iterator[pyfastcdc.Chunk]:
     return _chunker(params).cut_stream(_Reader(fd))
 
 

@@ -58,8 +58,9 @@ def user_config_file() -> Path:
     return Path(platformdirs.user_config_dir("syncfs")) / "config.toml"
 
 
-def read_config_file(path: Path) -> dict[str, str]:
-    """Read a TOML file, or a ``key=value`` file such as the seed's config.dat."""
+def read_config_file(path: Path) -> dict[str, object]:
+    """Read a TOML file, or a ``key=value`` file such as the seed's config.dat, into
+    MountConfig field names and values of those fields' types."""
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
@@ -76,11 +77,11 @@ def read_config_file(path: Path) -> dict[str, str]:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            key, sep, value = line.partition("=")
+            key, sep, setting = line.partition("=")
             if not sep:
                 raise ConfigError(f"{path}:{n}: expected key=value")
-            raw[key.strip()] = value.strip()
-    out = {}
+            raw[key.strip()] = setting.strip()
+    out: dict[str, object] = {}
     base = path.parent
     for key, value in raw.items():
         field = _KEYS.get(key.lower())
@@ -90,33 +91,37 @@ def read_config_file(path: Path) -> dict[str, str]:
             out[field] = str(value).lower() in ("1", "true", "yes", "on")
             continue
         if field == "fetch_timeout":
+            bad_timeout = ConfigError(f"{path}: fetch_timeout must be a number of seconds")
+            # a TOML list or table would make float() raise TypeError, not ValueError
+            if not isinstance(value, str | int | float):
+                raise bad_timeout
             try:
-                out[field] = float(value)  # type: ignore[assignment]
+                out[field] = float(value)
             except ValueError:
-                raise ConfigError(f"{path}: fetch_timeout must be a number of seconds") from None
+                raise bad_timeout from None
             continue
         if field == "max_rate":
-            out[field] = parse_rate(str(value))  # type: ignore[assignment]
+            out[field] = parse_rate(str(value))
             continue
         if field == "cache_size":
-            out[field] = parse_size(str(value))  # type: ignore[assignment]
+            out[field] = parse_size(str(value))
             continue
-        value = str(value)
+        text_value = str(value)
         if field in ("directory", "cache_dir", "log_file"):
-            value = str((base / Path(value).expanduser()).resolve()) if not Path(value).expanduser().is_absolute() else str(Path(value).expanduser())
-        out[field] = value
+            text_value = str((base / Path(text_value).expanduser()).resolve()) if not Path(text_value).expanduser().is_absolute() else str(Path(text_value).expanduser())
+        out[field] = text_value
     return out
 
 
 def build(flags: dict[str, object], config_file: str | None) -> MountConfig:
     cfg = MountConfig()
-    sources: list[dict[str, str]] = []
+    sources: list[dict[str, object]] = []
     default_file = user_config_file()
     if default_file.exists():
         sources.append(read_config_file(default_file))
     if config_file:
         sources.append(read_config_file(Path(config_file)))
-    sources.append({k: v for k, v in flags.items() if v is not None})  # type: ignore[misc]
+    sources.append({k: v for k, v in flags.items() if v is not None})
     for source in sources:
         for key, value in source.items():
             setattr(cfg, key, value)

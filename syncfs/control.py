@@ -210,7 +210,7 @@ def registered() -> list[dict[str, Any]]:
     behind (killed or crashed, they could not remove it) is removed once it is
     STALE_ENTRY_AGE old, so that it does not pile up: a younger one may be a mount that is
     writing its entry now."""
-    out = []
+    out: list[dict[str, Any]] = []
     reg = _registry()
     if not reg.is_dir():
         return out
@@ -241,7 +241,8 @@ def _is_mount_process(info: dict[str, Any]) -> bool:
     if started is None:
         return False
     if "started" in info:
-        return info["started"] == started
+        recorded: object = info["started"]
+        return recorded == started
     try:
         return b"syncfs" in Path(f"/proc/{int(info['pid'])}/cmdline").read_bytes()
     except (OSError, ValueError):
@@ -264,9 +265,11 @@ def alive(pid: object) -> bool:
 def _start_time(pid: object) -> str | None:
     """When process ``pid`` started (field 22 of /proc/PID/stat, in clock ticks since boot),
     or None if it is not running or is a zombie (the state after the ')')."""
+    if not isinstance(pid, int | str):
+        return None  # a registry entry's pid is whatever JSON the file held
     try:
-        fields = Path(f"/proc/{int(pid)}/stat").read_text().rpartition(")")[2].split()  # type: ignore[call-overload]
-    except (OSError, TypeError, ValueError):
+        fields = Path(f"/proc/{int(pid)}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, ValueError):
         return None
     return None if not fields or fields[0] == "Z" else fields[19]
 

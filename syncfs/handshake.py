@@ -81,12 +81,12 @@ def trust(ctx: ssl.SSLContext, cert_der: bytes) -> None:
     ctx.load_verify_locations(cadata=cert_der)
 
 
-def peer_id_of(stream: trio.SSLStream) -> str | None:
+def peer_id_of(stream: trio.SSLStream[trio.abc.Stream]) -> str | None:
     der = stream.getpeercert(binary_form=True)
     return hashlib.sha256(der).hexdigest() if der else None
 
 
-def channel_binding(stream: trio.SSLStream) -> bytes:
+def channel_binding(stream: trio.SSLStream[trio.abc.Stream]) -> bytes:
     """This TLS session's channel binding (the same on both ends, different per session)."""
     try:
         return stream.get_channel_binding("tls-unique") or b""
@@ -94,7 +94,7 @@ def channel_binding(stream: trio.SSLStream) -> bytes:
         return b""
 
 
-async def _tls_handshake(tls: trio.SSLStream, what: str) -> None:
+async def _tls_handshake(tls: trio.SSLStream[trio.abc.Stream], what: str) -> None:
     try:
         with trio.fail_after(TLS_TIMEOUT):
             await tls.do_handshake()
@@ -111,7 +111,7 @@ def _transport(stream: trio.abc.Stream, bulk: bool) -> trio.abc.Stream:
 
 
 async def tls_connect(stream: trio.abc.Stream, ctx: ssl.SSLContext, expect_id: str, what: str, *,
-                      bulk: bool = False) -> trio.SSLStream:
+                      bulk: bool = False) -> trio.SSLStream[trio.abc.Stream]:
     """TLS client over ``stream``; the server's certificate must have fingerprint ``expect_id``."""
     tls = trio.SSLStream(_transport(stream, bulk), ctx, server_hostname=None)
     await _tls_handshake(tls, what)
@@ -126,7 +126,7 @@ async def tls_connect(stream: trio.abc.Stream, ctx: ssl.SSLContext, expect_id: s
 
 
 async def tls_accept(stream: trio.abc.Stream, ctx: ssl.SSLContext, what: str, *,
-                     bulk: bool = False) -> trio.SSLStream:
+                     bulk: bool = False) -> trio.SSLStream[trio.abc.Stream]:
     tls = trio.SSLStream(_transport(stream, bulk), ctx, server_side=True)
     await _tls_handshake(tls, what)
     return tls
@@ -219,8 +219,10 @@ async def _refuse(link: FramedStream, told: str, logged: str) -> None:
     raise HandshakeFailed(logged)
 
 
-def make_hello(role: str, peer_id: str, **extra: object) -> Hello:
-    return Hello(PROTO_NAME, PROTO_VERSION, role, peer_id, auth.new_nonce(), **extra)  # type: ignore[arg-type]
+def make_hello(role: str, peer_id: str, *, addr: str = "", port: int = 0, last_seq: int = 0,
+               cert: bytes = b"") -> Hello:
+    return Hello(PROTO_NAME, PROTO_VERSION, role, peer_id, auth.new_nonce(), addr=addr, port=port,
+                 last_seq=last_seq, cert=cert)
 
 
 __all__ = [

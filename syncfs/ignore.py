@@ -26,7 +26,7 @@ DEFAULTS = (
 
 @dataclasses.dataclass
 class IgnoreRules:
-    spec: pathspec.PathSpec
+    spec: pathspec.GitIgnoreSpec
     errors: list[str]
 
     @classmethod

@@ -51,6 +51,14 @@ def test_bad_config_files_are_refused(home, text, why):
         config.build({}, str(bad))
 
 
+@pytest.mark.parametrize("value", ['"soon"', "[30]", "{ s = 30 }"])
+def test_a_fetch_timeout_that_is_no_number_is_refused(home, value):
+    bad = home / "bad.toml"
+    bad.write_text(f"fetch_timeout = {value}\n")
+    with pytest.raises(ConfigError, match="fetch_timeout must be a number"):
+        config.build({}, str(bad))
+
+
 def test_split_host_port():
     assert config.split_host_port("h:12", 7) == ("h", 12)
     assert config.split_host_port("h", 7) == ("h", 7)

@@ -308,7 +308,7 @@ def test_ill_typed_fields_are_protocol_errors(msg: Message) -> None:
 def test_missing_required_fields_are_protocol_errors(msg: Message) -> None:
     required = [
         f.name
-        for f in dataclasses.fields(msg)  # type: ignore[arg-type]
+        for f in dataclasses.fields(msg)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     for name in required:

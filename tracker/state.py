@@ -118,7 +118,8 @@ class TrackerState:
         return [_table_row(*r) for r in found]
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+        count: int = self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+        return count
 
     # -- changing --------------------------------------------------------------
 
@@ -252,7 +253,8 @@ class TrackerState:
         self._db.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (seq,))
 
     def _read_seq(self) -> int:
-        return self._db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0]
+        seq: int = self._db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0]
+        return seq
 
 
 class _Transaction:

@@ -2,7 +2,7 @@
 
 import dataclasses
 import enum
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ProtocolError
 from .paths import validate_path
@@ -16,6 +16,8 @@ MAX_TARGET_BYTES = 4096
 MAX_XATTRS = 128
 MAX_XATTR_NAME = 255
 MAX_XATTR_VALUE = 65536
+
+T = TypeVar("T")
 
 
 class Kind(enum.Enum):
@@ -58,7 +60,7 @@ class Entry:
     xattrs: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
-        wire = {
+        wire: dict[str, object] = {
             "path": self.path,
             "kind": self.kind.value,
             "size": self.size,
@@ -152,7 +154,7 @@ def decode_version(raw: object) -> dict[str, int]:
     return out
 
 
-def require(value: object, typ: type, what: str) -> Any:
+def require(value: object, typ: type[T], what: str) -> T:
     # bool is an int subclass: never let True pass for a number
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise ProtocolError(f"{what}: expected {typ.__name__}, got {type(value).__name__}")

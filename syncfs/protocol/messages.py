@@ -7,7 +7,7 @@ ProtocolError; ``encode_message`` turns a message into frame bytes.
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from .entries import (
     DIGEST_SIZE,
@@ -22,6 +22,8 @@ from .framing import encode_frame
 from .paths import validate_path
 
 MAX_NONCE = 64
+
+T = TypeVar("T")
 MAX_LIST = 100_000
 MAX_REASON = 1024
 MAX_CHUNK_DATA = 16 * 1024 * 1024
@@ -66,8 +68,8 @@ def _number(v: object) -> float:
     return float(v)
 
 
-def _list_of(item: Callable[[object], Any]) -> Callable[[object], tuple]:
-    def check(v: object) -> tuple:
+def _list_of(item: Callable[[object], T]) -> Callable[[object], tuple[T, ...]]:
+    def check(v: object) -> tuple[T, ...]:
         items = require(v, list, "list")
         if len(items) > MAX_LIST:
             raise ProtocolError("list too long")
@@ -91,15 +93,18 @@ def field(check: Callable[[object], Any], **kw: Any) -> Any:
 class _Wire:
     """Shared wire conversion for dataclasses whose fields carry a ``check`` decoder."""
 
+    # every subclass is a dataclass; declaring it lets dataclasses.fields() take self and cls
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
     def to_wire(self) -> dict[str, Any]:
-        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        fields = dataclasses.fields(self)
         return {f.name: _wire(getattr(self, f.name)) for f in fields if getattr(self, f.name) is not None}
 
     @classmethod
-    def from_wire(cls, raw: object) -> Any:
+    def from_wire(cls, raw: object) -> Self:
         m = require(raw, dict, cls.__name__)
         kwargs = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             if f.name not in m:
                 if (
                     f.default is not dataclasses.MISSING

@@ -1,6 +1,7 @@
 """Validation of the relative paths that name entries in the share."""
 
-from .errors import BadPath
+# re-exported: what validate_path raises, so its callers catch it from here
+from .errors import BadPath as BadPath
 
 MAX_PATH_BYTES = 4096
 MAX_PART_BYTES = 255
