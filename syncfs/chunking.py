@@ -17,7 +17,7 @@ from .protocol.messages import ChunkParams
 DEFAULT_PARAMS = ChunkParams(256 * 1024, 1024 * 1024, 4 * 1024 * 1024)
 
 
-def digest(data: bytes | memoryview) -> bytes:
+def digest(data: bytes | bytearray | memoryview) -> bytes:
     return blake3.blake3(data).digest()
 
 

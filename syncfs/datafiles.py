@@ -66,7 +66,7 @@ def user_xattrs(target: int | str) -> dict[str, bytes]:
     return out
 
 
-def write_at(path: os.PathLike, data: bytes | bytearray, offset: int) -> None:
+def write_at(path: os.PathLike[str], data: bytes | bytearray, offset: int) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
         os.pwrite(fd, data, offset)
@@ -74,7 +74,7 @@ def write_at(path: os.PathLike, data: bytes | bytearray, offset: int) -> None:
         os.close(fd)
 
 
-def datasync(path: os.PathLike) -> None:
+def datasync(path: os.PathLike[str]) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fdatasync(fd)
@@ -82,7 +82,7 @@ def datasync(path: os.PathLike) -> None:
         os.close(fd)
 
 
-def read_cached(path: os.PathLike, offset: int, length: int) -> bytearray | None:
+def read_cached(path: os.PathLike[str], offset: int, length: int) -> bytearray | None:
     """The ``length`` bytes at ``offset`` if the page cache holds them all (RWF_NOWAIT: no
     wait for the disk), else None. The buffer read into is the answer (not copied once
     more: chunks are up to 4 MiB, and this is the serving path)."""
@@ -97,12 +97,12 @@ def read_cached(path: os.PathLike, offset: int, length: int) -> bytearray | None
     return buf if n == length else None
 
 
-def read_verified(path: os.PathLike, offset: int, length: int, want: bytes) -> bytes | None:
+def read_verified(path: os.PathLike[str], offset: int, length: int, want: bytes) -> bytes | None:
     data = read_chunk(Path(path), offset, length)
     return data if chunking.digest(data) == want else None
 
 
-def chunk_file(path: os.PathLike, params: ChunkParams) -> list[Chunk]:
+def chunk_file(path: os.PathLike[str], params: ChunkParams) -> list[Chunk]:
     fd = os.open(path, os.O_RDONLY)
     try:
         return chunking.chunk_fd(fd, params)
@@ -110,7 +110,7 @@ def chunk_file(path: os.PathLike, params: ChunkParams) -> list[Chunk]:
         os.close(fd)
 
 
-def copy_and_chunk(source: str, dest: os.PathLike, params: ChunkParams
+def copy_and_chunk(source: str, dest: os.PathLike[str], params: ChunkParams
                     ) -> tuple[tuple[Chunk, ...], os.stat_result, dict[str, bytes]]:
     """Copy ``source`` into the data file ``dest`` and cut the copy (which nothing else
     changes) into chunks; also return ``source``'s attributes as they were after the copy,
@@ -129,7 +129,7 @@ def copy_and_chunk(source: str, dest: os.PathLike, params: ChunkParams
         os.close(src)
 
 
-def chunk_intact(path: os.PathLike, offset: int, chunk: Chunk) -> bool:
+def chunk_intact(path: os.PathLike[str], offset: int, chunk: Chunk) -> bool:
     fd = os.open(path, os.O_RDONLY)
     try:
         return chunking.digest(os.pread(fd, chunk.length, offset)) == chunk.digest

@@ -307,8 +307,8 @@ class Downloader:
                 await next(iter(p.writing.values())).wait()
             else:
                 await p.writes_idle.wait()
-        if self.partials.get(data_id) is p:
-            self.drop(data_id)  # type: ignore[arg-type]
+        if self.partials.get(p.data_id) is p:
+            self.drop(p.data_id)
 
     async def _written(self, p: Partial, i: int) -> None:
         """Chunk ``i`` is in the data file: present now, recorded soon."""
@@ -426,7 +426,7 @@ class Downloader:
                 continue
             try:
                 path = self.store.data_path(data_id)
-                data = datafiles.read_cached(path, offset, n)
+                data: bytes | bytearray | None = datafiles.read_cached(path, offset, n)
                 if data is not None:
                     # in the page cache: checked here, without a worker thread's round trip
                     # (most of an on-demand read's wait on the holder's side)

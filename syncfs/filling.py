@@ -120,12 +120,12 @@ class FillScheduler:
             else:
                 log.info("download of %s waits: %s", p.path, exc.why)
         except Exception as exc:  # noqa: BLE001 - a fill must never take the mount down
-            exc = first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+            cause = first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
             p.fill.crashed(trio.current_time())
-            if isinstance(exc, OSError):
-                self._errors.note(f"download of {p.path} failed: {exc}; retrying")
+            if isinstance(cause, OSError):
+                self._errors.note(f"download of {p.path} failed: {cause}; retrying")
             else:
-                log.error("download of %s failed: %r; retrying", p.path, exc)
+                log.error("download of %s failed: %r; retrying", p.path, cause)
         finally:
             if p.fill.filling:  # it returned (complete, or paused), or was cancelled
                 p.fill.ended()

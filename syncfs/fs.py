@@ -10,8 +10,8 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 import trio
@@ -27,13 +27,14 @@ log = logging.getLogger(__name__)
 
 ATTR_TIMEOUT = 1.0
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _KIND_BITS = {Kind.FILE: stat.S_IFREG, Kind.DIR: stat.S_IFDIR, Kind.SYMLINK: stat.S_IFLNK}
 
 
-def translated(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
@@ -267,6 +268,6 @@ class Operations(pyfuse3.Operations):
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self.xattrs.set(inode, _name(name), None)
 
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, _ in inode_list:
             self.inodes.forget(ino)

@@ -492,7 +492,7 @@ class Pinning:
                 asked.append(path)
                 used -= size
         with trio.move_on_after(DROP_WAIT):
-            for p in asked:
-                await self._waiters[p].wait()
-        if any(self._results.get(p, Outcome(p, "")).result == "freed" for p in asked) and self.usage() > self.cache_size:
+            for path in asked:
+                await self._waiters[path].wait()
+        if any(self._results.get(path, Outcome(path, "")).result == "freed" for path in asked) and self.usage() > self.cache_size:
             self.wake.set()  # freed some but not enough: go on with the next ones

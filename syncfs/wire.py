@@ -128,7 +128,7 @@ class FramedStream:
         with trio.fail_after(seconds):
             return await self.receive()
 
-    async def expect(self, cls: type, seconds: float) -> Message:
+    async def expect(self, cls: type[Message], seconds: float) -> Message:
         msg = await self.receive_within(seconds)
         if not isinstance(msg, cls):
             raise ProtocolError(f"expected {cls.TYPE}, got {msg.TYPE}")

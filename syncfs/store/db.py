@@ -113,7 +113,7 @@ def pack_version(v: dict[str, int]) -> bytes:
 
 
 def unpack_version(raw: bytes) -> dict[str, int]:
-    return msgpack.unpackb(raw)
+    return {str(k): int(v) for k, v in msgpack.unpackb(raw).items()}
 
 
 def in_subtree(path: str, *, below_only: bool = False) -> tuple[str, tuple[str, ...]]:
@@ -207,7 +207,8 @@ class StoreBase:
 
     @property
     def last_seq(self) -> int:
-        return int(self.get_meta("last_seq", 0))  # type: ignore[arg-type]
+        seq = self.get_meta("last_seq", 0)
+        return seq if isinstance(seq, int) else 0
 
 
 class _Transaction:

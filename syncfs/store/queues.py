@@ -59,7 +59,7 @@ class QueuesMixin(StoreBase):
         self.db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
 
     def outbox_len(self) -> int:
-        return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return int(self.db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     # -- partial versions and remote changes waiting for a local writer -------------------
 

@@ -3,6 +3,7 @@ deleted paths (tombstones)."""
 
 import dataclasses
 import time
+from typing import Any
 
 import msgpack
 
@@ -59,7 +60,7 @@ def unpack_chunks(raw: bytes) -> tuple[Chunk, ...]:
 _NODE_COLS = "ino, parent, name, path, kind, mode, size, mtime_ns, ctime_ns, target, version, chunks, data_id, xattrs"
 
 
-def _node(row: tuple) -> Node:
+def _node(row: tuple[Any, ...]) -> Node:
     ino, parent, name, path, kind, mode, size, mtime, ctime, target, version, chunks, data_id, xattrs = row
     return Node(
         ino, parent, name, path, Kind(kind), mode, size, mtime, ctime, target,
