@@ -19,10 +19,9 @@ import msgpack
 import trio
 
 from . import chunking
-from .p2p import BadChunk, ChunkUnavailable, PeerPool
+from .p2p import BadChunk, ChunkUnavailable, ChunkWithheld, PeerPool
 from .protocol.messages import TableRow
 from .store import Store, read_chunk
-from .wire import LinkClosed
 
 log = logging.getLogger(__name__)
 
@@ -481,7 +480,7 @@ class Downloader:
             p.repair and any(p.row.entry.chunks[i].digest == want for i in p.missing())
             for p in self.partials.values()
         ):
-            raise LinkClosed("this copy of the chunk is being repaired")
+            raise ChunkWithheld(want, "this copy of the chunk is being repaired")
         return data
 
     async def read_local_chunk(self, want: bytes, length: int | None = None) -> bytes | bytearray | None:
