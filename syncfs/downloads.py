@@ -18,12 +18,11 @@ from collections.abc import Iterable
 import trio
 
 from . import chunking, datafiles
-from .p2p import BadChunk, ChunkUnavailable, PeerPool
+from .p2p import BadChunk, ChunkUnavailable, ChunkWithheld, PeerPool
 from .partial import Partial
 from .protocol.messages import TableRow
 from .store import SavedPartial, Store
 from .wakeup import Wakeup
-from .wire import LinkClosed
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +415,7 @@ class Downloader:
             p.repair and any(p.row.entry.chunks[i].digest == want for i in p.missing())
             for p in self.partials.values()
         ):
-            raise LinkClosed("this copy of the chunk is being repaired")
+            raise ChunkWithheld(want, "this copy of the chunk is being repaired")
         return data
 
     async def read_local_chunk(self, want: bytes, length: int | None = None) -> bytes | bytearray | None:

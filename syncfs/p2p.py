@@ -5,7 +5,7 @@ import itertools
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
@@ -23,16 +23,17 @@ from .handshake import (
 )
 from .identity import Identity
 from .limits import HandshakeSlots
+from .protocol.chunklink import Announced, Answer, Asking, Serving, Verdict
 from .protocol.errors import ProtocolError
 from .protocol.framing import DEFAULT_MAX_FRAME
-from .protocol.messages import Accept, Data, Get, HasChunks, Missing, PeerInfo, Reject
-from .wire import FramedStream, LinkClosed, remote_ip
+from .protocol.messages import HasChunks, PeerInfo, Reject
+from .sources import Quarantine, plan
+from .wire import FramedStream, LinkBroken, LinkClosed, remote_ip
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 IDLE_TIMEOUT = 300.0
-MAX_IN_FLIGHT = 32
 SOCKET_BUFFER = 4 * 1024 * 1024
 ANSWERS_IN_FLIGHT = 3  # GETs of one link being answered at once
 HANDSHAKE_SLACK = 10.0
@@ -44,8 +45,6 @@ MAX_PENDING_PER_IP = 32
 # authenticated incoming links (a peer needs one; a few more cover reconnects)
 MAX_LINKS_PER_PEER = 4
 MAX_LINKS = 512
-# a peer that sent a corrupt chunk is not asked again for this long
-BAD_PEER_QUARANTINE = 300.0
 # a peer that just joined may reach a holder before the holder heard of it from the tracker
 CONNECT_RETRIES = 4
 CONNECT_RETRY_DELAY = 0.25
@@ -97,13 +96,28 @@ class BadChunk(Exception):
         return f"peer {self.peer_id} sent a corrupt chunk {self.args[1]}"
 
 
+class ChunkWithheld(Exception):
+    """Raised by a chunk server's ``read_chunk``: this peer has no good copy of the chunk
+    now but is mending one. MISSING would tell the asker the version is gone from here, so
+    the link is closed instead, and the asker goes elsewhere or waits."""
+
+    def __init__(self, digest_: bytes, why: str) -> None:
+        super().__init__(digest_.hex()[:16], why)
+        self.digest = digest_
+        self.why = why
+
+    def __str__(self) -> str:
+        return f"chunk {self.digest.hex()[:16]} withheld: {self.why}"
+
+
 class ChunkServer:
     """Serves chunks of the local store to the peers the tracker lists (mutual TLS).
 
     A link whose peer leaves the tracker's list (offline, revoked) is closed at once.
     """
 
-    def __init__(self, read_chunk: Callable, pool: "PeerPool", host: str, port: int,
+    def __init__(self, read_chunk: Callable[[bytes], Awaitable[bytes | bytearray | None]], pool: "PeerPool",
+                 host: str, port: int,
                  indexed: "trio.MemoryReceiveChannel[list[bytes]] | None" = None) -> None:
         # read_chunk: async (digest) -> bytes | None, verified against the digest
         self.read_chunk = read_chunk
@@ -126,7 +140,7 @@ class ChunkServer:
                 for scope in self._links.pop(pid):
                     scope.cancel()
 
-    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: "trio.TaskStatus[int]" = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host or None)
         self.port = listeners[0].socket.getsockname()[1]
         log.info("serving chunks on %s:%d", self.host or "*", self.port)
@@ -146,7 +160,7 @@ class ChunkServer:
         are still fetching: peers fetching the same version may take them from us)."""
         if not digests or self._nursery is None:
             return
-        msg = HasChunks(tuple(digests))
+        msg = Serving.announce(digests)
         for link in list(self._answering):
             self._nursery.start_soon(self._send_quietly, link, msg)
 
@@ -156,7 +170,7 @@ class ChunkServer:
         with trio.move_on_after(ANNOUNCE_TIMEOUT):
             try:
                 await link.send(msg)
-            except LinkClosed:
+            except (LinkClosed, LinkBroken):
                 pass
 
     async def _serve(self, stream: trio.SocketStream) -> None:
@@ -191,7 +205,7 @@ class ChunkServer:
                 await self._answer(link, who)
         except (HandshakeFailed, ProtocolError) as exc:
             log.warning("chunk link from %s closed: %s", who, exc)
-        except (LinkClosed, trio.TooSlowError):
+        except (LinkClosed, LinkBroken, ChunkWithheld, trio.TooSlowError):
             pass
         finally:
             self._answering.discard(link)
@@ -202,8 +216,9 @@ class ChunkServer:
             await link.aclose()
 
     async def _answer(self, link: FramedStream, who: str) -> None:
-        await link.send(Accept(max_frame=DEFAULT_MAX_FRAME))
-        link.max_frame = DEFAULT_MAX_FRAME
+        serving = Serving(DEFAULT_MAX_FRAME)
+        await link.send(serving.opening())
+        link.max_frame = serving.max_frame
         # a few requests at a time per link, so that reading (and checking) the next chunk
         # overlaps sending this one; beyond that a peer that pipelines many GETs waits for
         # its own answers (TCP pushes back), and every link gets its turn on the event loop
@@ -217,11 +232,10 @@ class ChunkServer:
                     if idle.cancelled_caught:
                         log.info("closing idle chunk link from %s", who)
                         break
-                    if not isinstance(msg, Get):
-                        raise ProtocolError(f"expected get, got {msg.TYPE}")
+                    want = serving.receive(msg)
                     await slots.acquire()
-                    nursery.start_soon(self._answer_one, link, msg.digest, slots, failed, nursery.cancel_scope)
-            except (LinkClosed, ProtocolError, trio.TooSlowError) as exc:
+                    nursery.start_soon(self._answer_one, link, want, slots, failed, nursery.cancel_scope)
+            except (LinkClosed, LinkBroken, ProtocolError, trio.TooSlowError) as exc:
                 failed.append(exc)
             nursery.cancel_scope.cancel()
         if failed:
@@ -232,37 +246,87 @@ class ChunkServer:
         try:
             data = await self.read_chunk(want)
             with trio.fail_after(IDLE_TIMEOUT):
-                if data is None:
-                    await link.send(Missing(want))
-                else:
-                    await link.send(Data(want, data))
-                    self.bytes_sent += len(data)
-        except (LinkClosed, trio.TooSlowError) as exc:
+                await link.send(Serving.answer(want, data))
+            if data is not None:
+                self.bytes_sent += len(data)
+        except (LinkClosed, LinkBroken, ChunkWithheld, trio.TooSlowError) as exc:
             failed.append(exc)
             link_scope.cancel()
         finally:
             slots.release()
 
 
+class _Waiter:
+    """One request's owner, woken when its GET may go out and when its answer is in."""
+
+    def __init__(self) -> None:
+        self.due = trio.Event()
+        self.done = trio.Event()
+        self.answer: Answer | None = None
+
+
 class _Connection:
-    """One outgoing link to a peer; requests are pipelined and matched by digest."""
+    """One outgoing link to a peer: the trio side of its ``Asking`` conversation."""
 
     def __init__(self, info: PeerInfo) -> None:
         self.info = info
         self.link: FramedStream | None = None
-        self.waiters: dict[bytes, list[trio.MemorySendChannel]] = {}
+        self.asking = Asking(digest)
+        self.waiters: dict[int, _Waiter] = {}
         self.ready = trio.Event()
-        self.failed: str | None = None
-        self.slots = trio.Semaphore(MAX_IN_FLIGHT)
+        self.broken = False  # ended by the peer or the network, not by this side
         self.bytes_received = 0
 
-    def fail(self, why: str) -> None:
-        self.failed = why
+    @property
+    def failed(self) -> str | None:
+        return self.asking.ended
+
+    def ended(self) -> LinkClosed | LinkBroken:
+        """The error for a request that the end of this link left without an answer."""
+        why = self.asking.ended or "not connected"
+        return LinkBroken(why) if self.broken else LinkClosed(why)
+
+    def fail(self, why: str, *, broken: bool) -> None:
+        if self.asking.ended is None:
+            self.broken = broken
         self.ready.set()
-        for chans in self.waiters.values():
-            for ch in chans:
-                ch.send_nowait(None)
-        self.waiters.clear()
+        for ticket in self.asking.end(why):
+            waiter = self.waiters.pop(ticket)
+            waiter.due.set()
+            waiter.done.set()
+
+    def wake_due(self) -> None:
+        for ticket in self.asking.due():
+            self.waiters[ticket].due.set()
+
+    def deliver(self, answer: Answer) -> None:
+        waiter = self.waiters.pop(answer.ticket)
+        waiter.answer = answer
+        waiter.done.set()
+
+    async def request(self, want: bytes, length: int) -> Answer:
+        """Ask for ``want`` and wait for the answer (the deadline runs once the GET is out);
+        raises LinkClosed or LinkBroken if the link ends first."""
+        assert self.link is not None
+        ticket = self.asking.ask(want, length)
+        waiter = self.waiters[ticket] = _Waiter()
+        try:
+            self.wake_due()
+            await waiter.due.wait()
+            if not waiter.done.is_set():
+                await self.link.send(self.asking.get(ticket))
+                # a chunk takes at most a few seconds even on a slow link; a stalled peer loses it
+                with trio.fail_after(max(30.0, length / (1 << 20))):
+                    await waiter.done.wait()
+        finally:
+            if not waiter.done.is_set():  # given up (timeout, cancelled, failed send)
+                self.waiters.pop(ticket, None)
+                self.asking.withdraw(ticket)
+                self.wake_due()
+        if waiter.answer is None:
+            # the link ended before the answer: that says nothing about the peer's bytes
+            raise self.ended()
+        return waiter.answer
 
 
 class PeerPool:
@@ -286,7 +350,7 @@ class PeerPool:
         self._client_tls: ssl.SSLContext | None = None
         self._server_tls: ssl.SSLContext | None = None
         self._trusted: set[str] = set()
-        self._bad: dict[str, float] = {}
+        self._quarantine = Quarantine()
         self._conns: dict[str, _Connection] = {}
         self._nursery: trio.Nursery | None = None
         self._rr = itertools.count()
@@ -346,7 +410,7 @@ class PeerPool:
         for pid in self.peers:
             if len(self._conns) >= MAX_WARM_LINKS:
                 break  # a big share: the rest are linked on first use, as before
-            if pid not in self._conns and self._bad.get(pid, 0) <= trio.current_time():
+            if pid not in self._conns and not self._quarantine.holds(pid, trio.current_time()):
                 self._connection(pid)
 
     def online(self, holders: Sequence[str]) -> list[str]:
@@ -355,7 +419,7 @@ class PeerPool:
     def _drop(self, pid: str, why: str) -> None:
         conn = self._conns.pop(pid, None)
         if conn is not None:
-            conn.fail(why)
+            conn.fail(why, broken=False)
             if conn.link is not None:
                 link = conn.link
                 assert self._nursery is not None
@@ -385,7 +449,7 @@ class PeerPool:
                                                     bulk=True)
                     await p2p_hello(link, self.me)
                 return link
-            except LinkClosed as exc:
+            except LinkBroken as exc:
                 # TLS 1.3 tells the client it was refused only when it reads: most likely
                 # the holder has not yet heard from the tracker that we joined
                 await link.aclose()
@@ -408,30 +472,23 @@ class PeerPool:
             opened_at = trio.current_time()
             conn.ready.set()
             while True:
-                msg = await link.receive()
-                if isinstance(msg, HasChunks):
+                event = conn.asking.receive(await link.receive())
+                if isinstance(event, Announced):
                     known = self.known.setdefault(info.peer_id, set())
-                    if len(known) + len(msg.digests) > MAX_KNOWN_PER_PEER:
+                    if len(known) + len(event.digests) > MAX_KNOWN_PER_PEER:
                         known.clear()
-                    known.update(msg.digests)
-                    continue
-                if not isinstance(msg, Data | Missing):
-                    raise ProtocolError(f"expected data, got {msg.TYPE}")
-                chans = conn.waiters.get(msg.digest)
-                if not chans:
-                    raise ProtocolError("answer to a chunk we did not ask for")
-                ch = chans.pop(0)
-                if not chans:
-                    del conn.waiters[msg.digest]
-                ch.send_nowait(msg)
-        except (OSError, trio.TooSlowError, LinkClosed, HandshakeFailed, ProtocolError) as exc:
+                    known.update(event.digests)
+                elif event is not None:
+                    conn.deliver(event)
+                conn.wake_due()
+        except (OSError, trio.TooSlowError, LinkClosed, LinkBroken, HandshakeFailed, ProtocolError) as exc:
             if self._conns.get(info.peer_id) is conn:
                 log.info("chunk link to %s (%s:%d) ended: %s", info.peer_id, info.addr, info.port, exc or type(exc).__name__)
-            conn.fail(str(exc) or type(exc).__name__)
+            conn.fail(str(exc) or type(exc).__name__, broken=not isinstance(exc, LinkClosed))
             if self._conns.get(info.peer_id) is conn:
                 del self._conns[info.peer_id]
                 self.known.pop(info.peer_id, None)  # announced over this link
-                if (isinstance(exc, LinkClosed) and opened_at is not None
+                if (isinstance(exc, LinkBroken) and opened_at is not None
                         and trio.current_time() - opened_at >= WARM_REOPEN_AFTER):
                     self._warm_up()  # the holder closed an idle link: have one ready again
         finally:
@@ -439,32 +496,25 @@ class PeerPool:
                 await conn.link.aclose()
 
     async def _fetch_from(self, pid: str, want: bytes, length: int) -> bytes | None:
+        """The chunk from peer ``pid``; None: it answered MISSING. Raises BadChunk (and
+        quarantines the peer) for bytes that are not the chunk."""
         conn = self._connection(pid)
         with trio.fail_after(CONNECT_TIMEOUT + HANDSHAKE_SLACK):
             await conn.ready.wait()
         if conn.failed or conn.link is None:
-            raise LinkClosed(conn.failed or "not connected")
-        async with conn.slots:
-            send, receive = trio.open_memory_channel[Data | Missing | None](1)
-            conn.waiters.setdefault(want, []).append(send)
-            await conn.link.send(Get(want))
-            # a chunk takes at most a few seconds even on a slow link; a stalled peer loses it
-            with trio.fail_after(max(30.0, length / (1 << 20))):
-                msg = await receive.receive()
-        if msg is None:
-            # the link broke before the answer: that says nothing about the peer's bytes
-            raise LinkClosed(conn.failed or "link closed")
-        if not isinstance(msg, Data):
+            raise conn.ended()
+        answer = await conn.request(want, length)
+        if answer.verdict is Verdict.MISSING:
             return None
-        if len(msg.data) != length or digest(msg.data) != want:
-            log.warning("%s; not asking it again for %.0f s", BadChunk(pid, want), BAD_PEER_QUARANTINE)
-            self._bad[pid] = trio.current_time() + BAD_PEER_QUARANTINE
+        if answer.verdict is Verdict.CORRUPT:
+            log.warning("%s; not asking it again for %.0f s", BadChunk(pid, want), self._quarantine.period)
+            self._quarantine.add(pid, trio.current_time())
             self._drop(pid, "sent a corrupt chunk")
             raise BadChunk(pid, want)
         conn.bytes_received += length
         self.bytes_received += length
         self.received_from[pid] = self.received_from.get(pid, 0) + length
-        return msg.data
+        return answer.data
 
     async def fetch(self, want: bytes, length: int, holders: Sequence[str], avoid: set[str] | None = None) -> bytes:
         """Fetch one chunk, verified: from a peer that announced it (another peer fetching
@@ -472,34 +522,15 @@ class PeerPool:
         ones, spread round-robin).
 
         ``ChunkUnavailable.lost`` counts only the holders' answers: a peer that is not a
-        holder and answers MISSING proves nothing about the version.
+        holder and answers MISSING proves nothing about the version (``syncfs.sources``).
         """
-        others = [h for h in holders if h != self.peer_id]
-        now = trio.current_time()
-
-        def usable(pid: str) -> bool:
-            return pid in self.peers and (not avoid or pid not in avoid) and self._bad.get(pid, 0) <= now
-
-        candidates = [h for h in others if usable(h)]
-        helpers = [p for p, known in self.known.items()
-                   if want in known and p not in others and p != self.peer_id and usable(p)]
-        if not holders and not helpers:
-            # a row that names nobody (the conflict copy of a rename of a file its sender
-            # had not fetched): whoever has these bytes under another name may answer
-            helpers = [p for p in self.peers if p != self.peer_id and usable(p)]
-        if not candidates and not helpers:
-            # only this peer is listed (and lacks it): nobody else can have it
-            raise ChunkUnavailable(want, "no online peer holds it", lost=bool(holders) and not others)
-        turn = next(self._rr)
-        if helpers:
-            start = turn % len(helpers)
-            helpers = helpers[start:] + helpers[:start]
-        if candidates:
-            start = turn % len(candidates)
-            candidates = candidates[start:] + candidates[:start]
+        shunned = self._quarantine.held(trio.current_time()) | (avoid or set())
+        sources = plan(want, holders, me=self.peer_id, online=self.peers, announced=self.known, shunned=shunned)
+        if sources.nobody():
+            raise ChunkUnavailable(want, "no online peer holds it", lost=sources.lost(()))
         errors = []
-        missing = 0
-        for pid in helpers + candidates:
+        missing: set[str] = set()
+        for pid in sources.order(next(self._rr)):
             if pid not in self.peers:
                 errors.append(f"{pid}: went offline")  # left while we asked another
                 continue
@@ -510,16 +541,14 @@ class PeerPool:
                     avoid.add(pid)
                 errors.append(str(exc))
                 continue
-            except (trio.TooSlowError, LinkClosed) as exc:
+            except (trio.TooSlowError, LinkClosed, LinkBroken) as exc:
                 self._drop(pid, f"stalled: {exc or 'timeout'}")
                 errors.append(f"{pid}: {exc or 'timed out'}")
                 continue
             if data is not None:
                 return data
-            if pid in others:
-                missing += 1
-            else:
+            missing.add(pid)
+            if pid not in sources.elsewhere:
                 self.known.get(pid, set()).discard(want)  # it dropped that version
             errors.append(f"{pid}: missing")
-        lost = bool(candidates) and missing == len(candidates) == len(others)
-        raise ChunkUnavailable(want, "; ".join(errors), lost=lost)
+        raise ChunkUnavailable(want, "; ".join(errors), lost=sources.lost(missing))

@@ -23,7 +23,7 @@ from .identity import Identity
 from .invite import Invite
 from .protocol.errors import ProtocolError
 from .protocol.messages import Alive, DropAnswer, Peers, Table, Update
-from .wire import FramedStream, LinkClosed
+from .wire import FramedStream, LinkBroken, LinkClosed
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class TrackerLink:
         while True:
             try:
                 await self._session()
-            except (OSError, trio.TooSlowError, LinkClosed, HandshakeFailed, ProtocolError) as exc:
+            except (OSError, trio.TooSlowError, LinkClosed, LinkBroken, HandshakeFailed, ProtocolError) as exc:
                 reason = str(exc) or type(exc).__name__
                 if reason != self.last_error or self.connected:
                     log.warning("tracker %s:%d: %s; retrying", self.host, self.port, reason)

@@ -46,16 +46,32 @@ class BulkReceive(trio.abc.Stream):
 
 
 class LinkClosed(Exception):
-    """The other side closed the connection (or it broke) while we were using it."""
+    """This side closed the link (another task did, usually) while it was being used."""
+
+    def __init__(self, why: str = "link closed by this side") -> None:
+        super().__init__(why)
+        self.why = why
 
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "link closed by the other side"
+        return self.why
+
+
+class LinkBroken(Exception):
+    """The other side closed the link, or it broke (the network, TLS), while we used it."""
+
+    def __init__(self, why: str = "link closed by the other side") -> None:
+        super().__init__(why)
+        self.why = why
+
+    def __str__(self) -> str:
+        return self.why
 
 
 class FramedStream:
     """Send and receive whole protocol messages over a trio stream.
 
     Decoding errors raise ProtocolError; the caller closes the link and logs the reason.
+    Using a link this side closed raises LinkClosed; a link the other side ended, LinkBroken.
     """
 
     def __init__(self, stream: trio.abc.Stream, max_frame: int = HANDSHAKE_MAX_FRAME) -> None:
@@ -79,8 +95,10 @@ class FramedStream:
         async with self._send_lock:
             try:
                 await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            except trio.ClosedResourceError as exc:
                 raise LinkClosed() from exc
+            except (trio.BrokenResourceError, OSError) as exc:
+                raise LinkBroken() from exc
         self.bytes_sent += len(data)
 
     async def receive(self) -> Message:
@@ -91,10 +109,12 @@ class FramedStream:
                 break
             try:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            except trio.ClosedResourceError as exc:
                 raise LinkClosed() from exc
+            except (trio.BrokenResourceError, OSError) as exc:
+                raise LinkBroken() from exc
             if not data:
-                raise LinkClosed()
+                raise LinkBroken()
             self._decoder.feed(data)
             self.bytes_received += len(data) + self._drain_tls()
         return self._pending.pop(0)
@@ -117,7 +137,7 @@ class FramedStream:
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 break
             except ssl.SSLError as exc:
-                raise LinkClosed(f"TLS: {exc}") from exc
+                raise LinkBroken(f"TLS: {exc}") from exc
             if not data:
                 break  # the other side closed: the next receive_some says so
             self._decoder.feed(data)

@@ -18,7 +18,7 @@ from syncfs.handshake import HandshakeFailed
 from syncfs.protocol.entries import Chunk
 from syncfs.protocol.errors import ProtocolError
 from syncfs.protocol.messages import Alive, Data, Get, Have, Peers, Table
-from syncfs.wire import FramedStream, LinkClosed
+from syncfs.wire import FramedStream, LinkBroken, LinkClosed
 from tracker.server import DEFAULT_CHUNKING
 
 pytestmark = pytest.mark.timeout(120)
@@ -140,7 +140,7 @@ class CorruptHolder:
                     self.gets += 1
                     length = self.lengths.get(msg.digest, 4096)
                     await link.send(Data(msg.digest, os.urandom(length)))
-        except (LinkClosed, HandshakeFailed, ProtocolError, trio.TooSlowError):
+        except (LinkClosed, LinkBroken, HandshakeFailed, ProtocolError, trio.TooSlowError):
             pass
         finally:
             await link.aclose()

@@ -37,7 +37,7 @@ from syncfs.protocol.messages import (
     Update,
     encode_message,
 )
-from syncfs.wire import FramedStream, LinkClosed
+from syncfs.wire import FramedStream, LinkBroken
 from tracker.server import TrackerServer
 from tracker.state import TrackerState
 
@@ -72,7 +72,7 @@ def serve(tmp_path, body) -> None:
 
 async def everything_until_closed(link: FramedStream) -> list:
     got = []
-    with pytest.raises(LinkClosed):
+    with pytest.raises(LinkBroken):
         while True:
             got.append(await link.receive_within(5))
     return got
@@ -175,7 +175,7 @@ def test_man_in_the_middle_with_its_own_certificate_is_refused_by_both_ends(tmp_
                     answer = await up.receive_within(5)
                     relayed.append(answer)
                     await down.send(answer)
-            except (LinkClosed, trio.TooSlowError, Exception):
+            except (LinkBroken, trio.TooSlowError, Exception):
                 pass
             finally:
                 await up.aclose()
@@ -230,12 +230,12 @@ def test_chunk_server_serves_only_listed_peers_and_clients_pin_the_server(tmp_pa
                 await link.send(Get(b"\2" * 32))
                 assert await link.receive_within(5) == Missing(b"\2" * 32)
                 # a peer the tracker does not list fails the TLS handshake
-                with pytest.raises((HandshakeFailed, LinkClosed)):
+                with pytest.raises((HandshakeFailed, LinkBroken)):
                     bad = await PeerTLS(stranger).connect(me)
                     await bad.receive_within(5)
                 # the friend is dropped from the list (offline or revoked): its link closes
                 pool.set_peers([])
-                with pytest.raises(LinkClosed):
+                with pytest.raises(LinkBroken):
                     await link.receive_within(5)
                 await link.aclose()
                 # a client that expects another peer at this address refuses this one

@@ -33,7 +33,7 @@ from syncfs.protocol.messages import (
     Table,
     Update,
 )
-from syncfs.wire import FramedStream, LinkClosed
+from syncfs.wire import FramedStream, LinkBroken
 from tracker.server import TrackerServer
 from tracker.state import TrackerState
 
@@ -87,7 +87,7 @@ class Client:
 
     async def closed(self) -> None:
         """Wait until the tracker closes this link (messages before that are skipped)."""
-        with pytest.raises(LinkClosed):
+        with pytest.raises(LinkBroken):
             while True:
                 await self.link.receive()
 
@@ -159,7 +159,7 @@ def test_wrong_secret_is_refused_and_learns_no_names(tmp_path, caplog):
         t = auth.transcript(mallory.id, TRACKERS[port], hello.nonce, challenge.nonce, binding)
         await link.send(Auth(auth.join_proof(b"wrong", t), mallory.sign(t)))
         received = []
-        with pytest.raises(LinkClosed):
+        with pytest.raises(LinkBroken):
             while True:
                 received.append(await link.receive_within(5))
         await link.aclose()
@@ -179,7 +179,7 @@ def test_wrong_protocol_version_gets_reject(tmp_path):
         await link.send(Hello(PROTO_NAME, 99, "tracker", pid("alice"), auth.new_nonce()))
         reply = await link.receive_within(5)
         assert isinstance(reply, Reject) and "version" in reply.reason
-        with pytest.raises(LinkClosed):
+        with pytest.raises(LinkBroken):
             await link.receive_within(5)
         await link.aclose()
 
@@ -339,7 +339,7 @@ def test_oversized_frame_closes_connection_and_server_keeps_serving(tmp_path, ca
         # and before ACCEPT the limit is far smaller
         link, _ = await open_tracker_tls("127.0.0.1", port, TRACKERS[port])
         await link.stream.send_all(struct.pack(">I", 1024 * 1024) + b"\0" * 1024)
-        with pytest.raises(LinkClosed):
+        with pytest.raises(LinkBroken):
             await link.receive_within(5)
         await link.aclose()
         # and bytes that are not TLS at all are refused as such

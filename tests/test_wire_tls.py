@@ -9,7 +9,7 @@ from netkit import identity_on_disk
 from syncfs.handshake import client_context, server_context, tls_accept, tls_connect, trust
 from syncfs.protocol.framing import DEFAULT_MAX_FRAME
 from syncfs.protocol.messages import Data, Get, Missing
-from syncfs.wire import FramedStream, LinkClosed
+from syncfs.wire import FramedStream, LinkBroken
 
 DEADLINE = 20
 
@@ -53,7 +53,7 @@ def test_large_frames_over_tls_arrive_whole_and_in_order(tmp_path):
                 assert got[-1] == Missing(b"\xff" * 32)
                 try:
                     await client.receive()
-                except LinkClosed:
+                except LinkBroken:
                     pass
                 else:
                     raise AssertionError("expected the link to close")

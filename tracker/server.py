@@ -40,7 +40,7 @@ from syncfs.protocol.messages import (
     TableRow,
     Update,
 )
-from syncfs.wire import FramedStream, LinkClosed, remote_ip
+from syncfs.wire import FramedStream, LinkBroken, LinkClosed, remote_ip
 
 from .state import TrackerState
 
@@ -204,7 +204,7 @@ class TrackerServer:
         except trio.TooSlowError:
             log.warning("handshake with %s timed out", remote)
             return
-        except LinkClosed:
+        except (LinkClosed, LinkBroken):
             log.info("%s closed the link during the handshake", remote)
             return
         self.state.admit(hello.peer_id, hello.cert)
@@ -216,7 +216,7 @@ class TrackerServer:
                 with trio.move_on_after(self.send_timeout):
                     try:
                         await link.send(Reject(f"peer id {hello.peer_id} is already connected"))
-                    except LinkClosed:
+                    except (LinkClosed, LinkBroken):
                         pass
                 return
             old.drop("replaced by a new connection")
@@ -273,7 +273,7 @@ class TrackerServer:
         except ProtocolError as exc:
             log.warning("closing %s: protocol error: %s", peer, exc)
             session.drop(f"protocol error: {exc}")
-        except LinkClosed:
+        except (LinkClosed, LinkBroken):
             session.drop("link closed")
         except Dropped as exc:
             log.warning("dropping %s: %s", peer, exc)
