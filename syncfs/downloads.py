@@ -10,14 +10,14 @@ resumes from every verified chunk and never returns bytes that were not verified
 import bisect
 import contextlib
 import dataclasses
-import errno
 import logging
 import sqlite3
 from collections.abc import Iterable
 
 import trio
 
-from . import chunking, datafiles
+from . import datafiles
+from .local_chunks import LocalChunks
 from .p2p import BadChunk, ChunkUnavailable, ChunkWithheld, PeerPool
 from .partial import Partial
 from .protocol.messages import TableRow
@@ -33,34 +33,23 @@ CHUNKS_IN_FLIGHT_PER_FILE = 8
 READ_AHEAD = 2
 
 
-@dataclasses.dataclass(frozen=True)
-class Damage:
-    """A chunk of a local data file failed its check (or could not be read)."""
-
-    data_id: int
-    offset: int
-    length: int
-    digest: bytes
-    why: str
-
-
 class Downloader:
     """Owns every Partial of the store; the other parts ask it to fill, read or drop them.
 
     It reports on channels made by the composition root: each version completed here
-    (``completed``), each local chunk found damaged (``damaged``), and the digests of chunks
-    of partial versions as they become servable to the swarm (``indexed``). None drops that
-    kind of report (tests of the downloader alone)."""
+    (``completed``), and the digests of chunks of partial versions as they become servable
+    to the swarm (``indexed``). None drops that kind of report (tests of the downloader
+    alone). Chunks already on this machine come from ``local``."""
 
     def __init__(self, store: Store, pool: PeerPool, *,
                  completed: "trio.MemorySendChannel[Partial] | None" = None,
-                 damaged: "trio.MemorySendChannel[Damage] | None" = None,
+                 local: LocalChunks | None = None,
                  indexed: "trio.MemorySendChannel[list[bytes]] | None" = None,
                  max_rate: float = 0.0) -> None:
         self.store = store
         self.pool = pool
         self._completed = completed
-        self._damaged = damaged
+        self._local = local if local is not None else LocalChunks(store)
         self._indexed = indexed
         self.partials: dict[int, Partial] = {}
         self._limit = trio.CapacityLimiter(16)
@@ -244,7 +233,7 @@ class Downloader:
     async def _fetch_into(self, p: Partial, i: int, for_read: bool = False) -> None:
         chunk = p.row.entry.chunks[i]
         async with self._limit:
-            data = await self.read_local_chunk(chunk.digest, chunk.length)
+            data = await self._local.read(chunk.digest, chunk.length)
             if data is not None:
                 self.bytes_local += len(data)
             else:
@@ -410,40 +399,10 @@ class Downloader:
         that this peer no longer has the version. A chunk this peer is mending in a copy
         it still holds is not that: the link is closed instead, and the asker goes
         elsewhere or waits."""
-        data = await self.read_local_chunk(want)
+        data = await self._local.read(want)
         if data is None and any(
             p.repair and any(p.row.entry.chunks[i].digest == want for i in p.missing())
             for p in self.partials.values()
         ):
             raise ChunkWithheld(want, "this copy of the chunk is being repaired")
         return data
-
-    async def read_local_chunk(self, want: bytes, length: int | None = None) -> bytes | bytearray | None:
-        """The bytes of chunk ``want`` from any local data file, verified; None if absent."""
-        for data_id, offset, n in self.store.chunk_locations(want):
-            if length is not None and n != length:
-                continue
-            try:
-                path = self.store.data_path(data_id)
-                data: bytes | bytearray | None = datafiles.read_cached(path, offset, n)
-                if data is not None:
-                    # in the page cache: checked here, without a worker thread's round trip
-                    # (most of an on-demand read's wait on the holder's side)
-                    data = data if chunking.digest(data) == want else None
-                else:
-                    data = await trio.to_thread.run_sync(datafiles.read_verified, path, offset, n, want)
-            except OSError as exc:
-                data = None
-                if exc.errno != errno.ENOENT:  # gone is normal (deleted meanwhile); unreadable is not
-                    await self._report_damage(Damage(data_id, offset, n, want, f"unreadable: {exc}"))
-            else:
-                if data is None:
-                    await self._report_damage(Damage(data_id, offset, n, want, "its digest does not match"))
-            if data is not None:
-                return data
-        return None
-
-
-    async def _report_damage(self, damage: Damage) -> None:
-        if self._damaged is not None:
-            await self._damaged.send(damage)

@@ -23,12 +23,13 @@ import trio
 from . import chunking
 from .claims import Claims
 from .commits import LocalCommits
-from .downloads import Damage, Downloader
+from .downloads import Downloader
 from .errorlog import ErrorLog
 from .files import Files
 from .filling import FillScheduler
 from .ignores import ShareIgnores
 from .inodes import Inodes
+from .local_chunks import Damage, LocalChunks
 from .notices import Notice, Notifier
 from .outbox import Outbox
 from .p2p import PeerPool
@@ -61,7 +62,7 @@ class Engine:
         damaged_send, damaged = trio.open_memory_channel[Damage](REPORTS)
         self.errors = ErrorLog()
         self.notifier = Notifier(notices)
-        self.downloader = Downloader(store, pool, completed=completed_send, damaged=damaged_send,
+        self.downloader = Downloader(store, pool, completed=completed_send, local=LocalChunks(store, damaged_send),
                                      indexed=indexed, max_rate=max_rate)
         self.outbox = Outbox(store)
         self.claims = Claims(store, self.peer_id)

@@ -101,7 +101,7 @@ class Files:
 
     def _open_handle(self, node: Node, writable: bool) -> Handle:
         handle = self.inodes.open_handle(node, writable)
-        self._pinning.used(node.path)
+        self._pinning.uses.used(node.path)
         return handle
 
     def will_write(self, handle: Handle, offset: int, length: int) -> None:

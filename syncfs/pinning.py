@@ -93,6 +93,43 @@ def check_paths(paths: object) -> list[str]:
     return out
 
 
+class LastUses:
+    """When each file was last opened here: the least recently used go first when the cache
+    is over its limit. Kept in memory, saved in batches and at shutdown."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.last: dict[str, float] = {}
+        self._unsaved: dict[str, float] = {}
+
+    def load(self) -> None:
+        self.last = self._store.last_uses()
+
+    def used(self, path: str, when: float | None = None) -> None:
+        t = time.time() if when is None else when
+        self.last[path] = t
+        self._unsaved[path] = t
+
+    def moved(self, old: str, new: str) -> None:
+        if old in self.last:
+            self.used(new, self.last.pop(old))
+
+    def save(self) -> None:
+        if not self._unsaved:
+            return
+        uses, self._unsaved = self._unsaved, {}
+        try:
+            with self._store.transaction():
+                self._store.save_last_uses(uses)
+        except Exception as exc:  # noqa: BLE001 - losing use times only makes eviction less exact
+            log.warning("could not save last-use times: %s", exc)
+
+    async def save_periodically(self) -> None:
+        while True:
+            await trio.sleep(SAVE_USES_EVERY)
+            self.save()
+
+
 class Pinning:
     """Pins, last-use times and withdrawals of this peer's copies."""
 
@@ -111,8 +148,7 @@ class Pinning:
         self.peer_id = store.peer_id
         self.cache_size = cache_size  # bytes of file data to keep at most; 0: no limit
         self.pins: set[str] = set()
-        self.last_use: dict[str, float] = {}
-        self._unsaved: dict[str, float] = {}
+        self.uses = LastUses(store)
         self._waiters: dict[str, trio.Event] = {}
         self._results: dict[str, Outcome] = {}
         self._by_user: set[str] = set()  # withdrawals a person asked for: refusals are errors
@@ -123,18 +159,18 @@ class Pinning:
 
     def load(self) -> None:
         self.pins = self.store.pins()
-        self.last_use = self.store.last_uses()
+        self.uses.load()
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._save_uses_periodically)
+                nursery.start_soon(self.uses.save_periodically)
                 if self.cache_size:
                     self.wake.set()  # the limit may be lower than what the last run left
                     nursery.start_soon(self._evictor)
                 task_status.started()
         finally:
-            self.save_uses()  # no await: runs even while the mount is being cancelled
+            self.uses.save()  # no await: runs even while the mount is being cancelled
 
     # -- pins ----------------------------------------------------------------------------
 
@@ -243,8 +279,7 @@ class Pinning:
         if any(p == old or p.startswith(old + "/") for p in self.pins):
             self.store.pin_move(old, new)
             self.pins = self.store.pins()
-        if old in self.last_use:
-            self.used(new, self.last_use.pop(old))
+        self.uses.moved(old, new)
 
     # -- withdrawing and freeing ----------------------------------------------------------
 
@@ -414,26 +449,6 @@ class Pinning:
 
     # -- least recently used files and the cache limit ------------------------------------
 
-    def used(self, path: str, when: float | None = None) -> None:
-        t = time.time() if when is None else when
-        self.last_use[path] = t
-        self._unsaved[path] = t
-
-    def save_uses(self) -> None:
-        if not self._unsaved:
-            return
-        uses, self._unsaved = self._unsaved, {}
-        try:
-            with self.store.transaction():
-                self.store.save_last_uses(uses)
-        except Exception as exc:  # noqa: BLE001 - losing use times only makes eviction less exact
-            log.warning("could not save last-use times: %s", exc)
-
-    async def _save_uses_periodically(self) -> None:
-        while True:
-            await trio.sleep(SAVE_USES_EVERY)
-            self.save_uses()
-
     def usage(self) -> int:
         """Bytes of file data held locally: complete files plus the chunks of partial ones."""
         partials = self._downloader.partials
@@ -469,7 +484,7 @@ class Pinning:
             if p is not None:
                 size = p.bytes_present
             if size:
-                candidates.append((self.last_use.get(path, 0.0), path, size, p is not None))
+                candidates.append((self.uses.last.get(path, 0.0), path, size, p is not None))
         candidates.sort()
         asked = []
         for _, path, size, partial in candidates:
@@ -488,7 +503,7 @@ class Pinning:
                 continue
             if not self.request_drop(node):
                 log.info("cache over %d bytes: freeing %s (last used %s)", self.cache_size, path,
-                         time.ctime(self.last_use[path]) if path in self.last_use else "never")
+                         time.ctime(self.uses.last[path]) if path in self.uses.last else "never")
                 asked.append(path)
                 used -= size
         with trio.move_on_after(DROP_WAIT):

@@ -10,9 +10,10 @@ import logging
 import trio
 
 from . import chunking, datafiles
-from .downloads import Damage, Downloader
+from .downloads import Downloader
 from .errorlog import ErrorLog
 from .inodes import Inodes
+from .local_chunks import Damage
 from .notices import Notifier
 from .p2p import PeerPool
 from .protocol.entries import Kind

@@ -160,10 +160,10 @@ def test_last_use_times_are_kept_across_a_restart(tmp_path):
     async def first(ops, engine, store):
         fi, _ = await ops.create(ROOT_INO, b"f", 0o644, os.O_WRONLY, None)
         await ops.release(fi.fh)
-        engine.pinning.used("f", 123.0)
+        engine.pinning.uses.used("f", 123.0)
 
     async def second(ops, engine, store):
-        assert engine.pinning.last_use["f"] == 123.0
+        assert engine.pinning.uses.last["f"] == 123.0
 
     run_with_ops(tmp_path, first, fetch_timeout=0.5)  # saved when the engine stops
     run_with_ops(tmp_path, second, fetch_timeout=0.5)
