@@ -177,7 +177,7 @@ def register(mountpoint: Path, store_dir: Path) -> Path:
         if _is_mount_process(json.loads(previous)):
             _replaced[entry] = previous  # a mount of the same directory: back when this one stops
     info = {"mountpoint": str(mountpoint), "store": str(store_dir), "pid": os.getpid(),
-            "started": _start_time(os.getpid())}
+            "started": process_start_time(os.getpid())}
     _write_entry(entry, json.dumps(info))
     return entry
 
@@ -237,7 +237,7 @@ def registered() -> list[dict[str, Any]]:
 def _is_mount_process(info: dict[str, Any]) -> bool:
     """The entry's process is running: the same pid and start time (a pid alone may have
     been reused); an entry of an older build, without a start time, by its command line."""
-    started = _start_time(info.get("pid"))
+    started = process_start_time(info.get("pid"))
     if started is None:
         return False
     if "started" in info:
@@ -259,10 +259,10 @@ def _remove_if_unchanged(path: Path, seen: os.stat_result) -> None:
 
 def alive(pid: object) -> bool:
     """Running, and not just a zombie waiting for its parent."""
-    return _start_time(pid) is not None
+    return process_start_time(pid) is not None
 
 
-def _start_time(pid: object) -> str | None:
+def process_start_time(pid: object) -> str | None:
     """When process ``pid`` started (field 22 of /proc/PID/stat, in clock ticks since boot),
     or None if it is not running or is a zombie (the state after the ')')."""
     if not isinstance(pid, int | str):

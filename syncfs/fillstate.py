@@ -92,26 +92,26 @@ class FillMachine:
 
     def ended(self) -> None:
         """The fill returned: complete, or stopped by a pause."""
-        self.attempted = True
         self._fire(E.ENDED)
+        self.attempted = True
 
     def failed(self, why: str, now: float) -> None:
         """The fill could not get every chunk: try again after the backoff."""
+        self._fire(E.FAILED)
         self.attempted = True
         self.last_error = why
         self.retry_at = now + self.backoff
         self.backoff = min(self.backoff * 2, RETRY_MAX)
-        self._fire(E.FAILED)
 
     def crashed(self, now: float) -> None:
         """The fill failed unexpectedly (a disk error, a bug): try again after RETRY_MAX."""
+        self._fire(E.FAILED)
         self.attempted = True
         self.retry_at = now + RETRY_MAX
-        self._fire(E.FAILED)
 
     def news(self) -> None:
-        self.retry_at = 0.0
         self._fire(E.NEWS)
+        self.retry_at = 0.0
 
     def cancel(self) -> None:
         self._fire(E.CANCEL)

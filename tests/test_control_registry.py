@@ -86,7 +86,7 @@ def test_a_mount_that_replaced_a_live_ones_entry_gives_it_back(tmp_path, monkeyp
     try:
         entry = control.register(tmp_path / "mnt", tmp_path / "store")
         theirs = {"mountpoint": str(tmp_path / "mnt"), "store": "/first", "pid": first.pid,
-                  "started": control._start_time(first.pid)}
+                  "started": control.process_start_time(first.pid)}
         entry.write_text(json.dumps(theirs))  # as if the first mount had registered
         entry = control.register(tmp_path / "mnt", tmp_path / "store")  # the second
         assert [m["store"] for m in control.registered()] == [str(tmp_path / "store")]
