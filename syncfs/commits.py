@@ -24,6 +24,7 @@ from .errors import FsError
 from .ignores import ShareIgnores
 from .inodes import Inodes, leaf
 from .outbox import Outbox
+from .overwrites import Overwrites
 from .protocol.entries import Entry, Kind
 from .protocol.messages import ChunkParams
 from .protocol.versions import bump
@@ -43,7 +44,7 @@ class CacheWatch(Protocol):
 class LocalCommits:
     def __init__(self, store: Store, inodes: Inodes, downloader: Downloader, outbox: Outbox,
                  claims: Claims, ignores: ShareIgnores, errors: ErrorLog, cache: CacheWatch,
-                 params: ChunkParams) -> None:
+                 overwrites: Overwrites, params: ChunkParams) -> None:
         self._store = store
         self._inodes = inodes
         self._downloader = downloader
@@ -52,6 +53,7 @@ class LocalCommits:
         self._ignores = ignores
         self._errors = errors
         self._cache = cache
+        self._overwrites = overwrites
         self.peer_id = store.peer_id
         self.params = params
 
@@ -89,11 +91,18 @@ class LocalCommits:
         self._inodes.queue_commit(ino)
 
     def retire_data(self, data_id: int | None) -> None:
-        """A node stops using ``data_id``; downloads may still copy chunks from it."""
-        if data_id is not None:
+        """A node stops using ``data_id``. Downloads here may still copy chunks from it, other
+        peers may still fetch them for a while (``Inodes.keep_for_fetchers``), and programs
+        that have it open keep reading it; then it is deleted."""
+        if data_id is None:
+            return
+        if data_id in self._inodes.open_data():
+            self._downloader.supersede(data_id)
+        else:
             self._downloader.drop(data_id)
-            self._store.trash_add(data_id)
-            self._downloader.wake.set()
+        self._store.trash_add(data_id)
+        self._inodes.keep_for_fetchers(data_id, trio.current_time())
+        self._downloader.wake.set()
 
     def remove(self, node: Node) -> None:
         """Take ``node`` out of the tree (the kernel may still name it: an orphan)."""
@@ -140,12 +149,19 @@ class LocalCommits:
             self._store.clear_dirty(ino)
             return
         path = self._store.data_path(node.data_id)
+        gen = self._inodes.write_gen.get(ino)
         try:
             chunks = await trio.to_thread.run_sync(datafiles.chunk_file, path, self.params)
         except FileNotFoundError:
             chunks = None  # deleted or replaced while we read it: nothing left to commit
         node = self._store.find(ino)
         if chunks is None or node is None or node.data_id is None or self._store.data_path(node.data_id) != path:
+            return
+        if self._inodes.write_gen.get(ino) != gen:
+            # written while it was cut: the chunks may mix two contents. Never published;
+            # the writer's release (or this retry) commits what the file holds then
+            if ino not in self._inodes.live:
+                self._inodes.queue_commit(ino)
             return
         size = sum(c.length for c in chunks)
         with self._store.transaction():
@@ -157,6 +173,7 @@ class LocalCommits:
             if ino not in self._inodes.live:
                 self._store.clear_dirty(ino)
             self.commit(self._store.get(ino))
+        self._overwrites.committed(ino)
         log.debug("committed %s (%d bytes, %d chunks)", node.path, size, len(chunks))
         self._cache.grew()
         self._ignores.changed(node.path)

@@ -52,6 +52,7 @@ class Downloader:
         self._local = local if local is not None else LocalChunks(store)
         self._indexed = indexed
         self.partials: dict[int, Partial] = {}
+        self.superseded: dict[int, Partial] = {}  # replaced, but still open here (``supersede``)
         self._limit = trio.CapacityLimiter(16)
         self.bytes_local = 0
         self.wake = Wakeup()
@@ -81,9 +82,18 @@ class Downloader:
         return p
 
     def drop(self, data_id: int) -> None:
-        p = self.partials.pop(data_id, None)
+        p = self.partials.pop(data_id, None) or self.superseded.pop(data_id, None)
         if p is not None:
             p.fill.cancel()
+            self.store.partial_remove(data_id)
+
+    def supersede(self, data_id: int) -> None:
+        """A newer version replaced ``data_id``'s, which programs here still have open: it
+        stays readable for them (its chunks fetched on demand, by digest, from its holders),
+        is no longer filled in the background or recorded, and goes when they close it."""
+        p = self.partials.pop(data_id, None)
+        if p is not None:
+            self.superseded[data_id] = p
             self.store.partial_remove(data_id)
 
     def damaged(self, data_id: int, repair: TableRow, offset: int, length: int, digest: bytes) -> bool:

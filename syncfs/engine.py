@@ -32,6 +32,7 @@ from .inodes import Inodes
 from .local_chunks import Damage, LocalChunks
 from .notices import Notice, Notifier
 from .outbox import Outbox
+from .overwrites import Overwrites
 from .p2p import PeerPool
 from .partial import Partial
 from .pinning import Pinning
@@ -70,14 +71,15 @@ class Engine:
         self.inodes = Inodes(store, self.downloader)
         self.pinning = Pinning(store, self.inodes, self.downloader, self.outbox, self.claims, self.ignores,
                                self.notifier, self.errors, on_demand=on_demand, cache_size=cache_size)
+        overwrites = Overwrites(store, self.inodes)
         self.commits = LocalCommits(store, self.inodes, self.downloader, self.outbox, self.claims,
-                                    self.ignores, self.errors, self.pinning, params)
+                                    self.ignores, self.errors, self.pinning, overwrites, params)
         self.files = Files(store, self.inodes, self.commits, self.downloader, self.pinning, self.ignores,
-                           self.errors, fetch_timeout=fetch_timeout, kernel_mtime=kernel_mtime)
+                           self.errors, overwrites, fetch_timeout=fetch_timeout, kernel_mtime=kernel_mtime)
         self.xattrs = Xattrs(store, self.inodes, self.commits, self.downloader, self.pinning, self.notifier)
         self.remote = RemoteApply(store, self.inodes, self.commits, self.downloader, self.outbox,
                                   self.claims, self.pinning, self.ignores, self.notifier)
-        self.filler = FillScheduler(store, self.downloader, self.remote, self.claims, self.pinning,
+        self.filler = FillScheduler(store, self.inodes, self.downloader, self.remote, self.claims, self.pinning,
                                     self.ignores, self.notifier, self.errors, completed, on_demand=on_demand)
         self.repairer = Repairer(store, self.inodes, self.downloader, pool, self.errors, self.notifier, damaged)
 

@@ -18,6 +18,7 @@ from .errors import FsError
 from .ignore import IGNORE_FILE
 from .ignores import ShareIgnores
 from .inodes import Handle, Inodes, checked_name
+from .overwrites import Overwrites
 from .p2p import ChunkUnavailable
 from .pinning import Pinning
 from .protocol.entries import Kind
@@ -30,7 +31,7 @@ RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 
 class Files:
     def __init__(self, store: Store, inodes: Inodes, commits: LocalCommits, downloader: Downloader,
-                 pinning: Pinning, ignores: ShareIgnores, errors: ErrorLog, *,
+                 pinning: Pinning, ignores: ShareIgnores, errors: ErrorLog, overwrites: Overwrites, *,
                  fetch_timeout: float, kernel_mtime: bool) -> None:
         self.store = store
         self.inodes = inodes
@@ -39,6 +40,7 @@ class Files:
         self._pinning = pinning
         self._ignores = ignores
         self._errors = errors
+        self._overwrites = overwrites
         self.fetch_timeout = fetch_timeout
         # the front end's kernel keeps the mtime of files being written (FUSE writeback
         # cache) and sends it by setattr: writes and truncates must not invent one
@@ -92,6 +94,8 @@ class Files:
             if ino in self.inodes.gone_remotely:  # replaced while we waited
                 raise FsError(errno.ESTALE, "replaced by a remote change")
             node = self.inodes.node(ino)
+            if flags & os.O_TRUNC:
+                node = self._emptied_in_a_new_file(node)
         handle = self._open_handle(node, writable)
         if writable and flags & os.O_TRUNC:
             os.ftruncate(handle.fd, 0)
@@ -111,6 +115,9 @@ class Files:
         live = self.inodes.live[handle.ino]
         if offset + length > live.size:
             self.store.ensure_room(offset + length - live.size)
+        node = self.store.find(handle.ino)
+        if node is not None and node.data_id == handle.data_id:
+            self._overwrites.before_write(node, handle.fd, offset, length)
         if not handle.dirty:
             self.wrote(handle, 0, 0)
 
@@ -127,12 +134,18 @@ class Files:
                     self.store.unindex(node.data_id)
                     self.store.mark_dirty(handle.ino)
         live.size = max(live.size, offset + length)
+        self.inodes.written(handle.ino)
         if not self.kernel_mtime:
             live.mtime_ns = time.time_ns()
 
     def release(self, fh: int) -> None:
         handle = self.inodes.close_handle(fh)
-        if handle is None or not handle.writable:
+        if handle is None:
+            return
+        if handle.data_id in self._downloader.superseded and handle.data_id not in self.inodes.open_data():
+            self._downloader.drop(handle.data_id)  # its last reader is gone
+            self._downloader.wake.set()
+        if not handle.writable:
             return
         ino = handle.ino
         live = self.inodes.live[ino]
@@ -188,6 +201,23 @@ class Files:
         self.wrote(handle, offset, n)
         return n
 
+    def _emptied_in_a_new_file(self, node: Node) -> Node:
+        """A program empties ``node`` to write it anew (O_TRUNC, truncate to 0): when its bytes
+        are a committed version nobody here has open, it gets a new empty data file and the
+        old one stays servable a while (``LocalCommits.retire_data``), so that a peer reading
+        that version can finish it. Open elsewhere here, it is emptied in place, as POSIX
+        says every descriptor of the file must see."""
+        if node.kind is not Kind.FILE or node.data_id is None or not node.chunks \
+                or node.ino in self.inodes.open_count or self.inodes.busy(node.ino) \
+                or node.data_id in self._downloader.partials:
+            return node
+        with self.store.transaction():
+            new = self.store.new_data_file()
+            self.store.update_node(node.ino, data_id=new)
+            self._commits.retire_data(node.data_id)
+        self._overwrites.emptied(node.ino, node.chunks)
+        return self.inodes.node(node.ino)
+
     async def _download_out_of_the_way(self, node: Node, *, truncating: bool) -> None:
         """Before a program changes a file's bytes: a download of it stops if the program
         empties the file (once no chunk write can land on it any more), and completes
@@ -225,7 +255,16 @@ class Files:
         if size is not None:
             if node.kind is not Kind.FILE:
                 raise FsError(errno.EISDIR)
+            if size == 0:
+                node = self._emptied_in_a_new_file(node)
             assert node.data_id is not None
+            stored = self.store.find(ino)
+            if stored is not None and size < node.size:
+                fd = os.open(self.store.data_path(node.data_id), os.O_RDONLY)
+                try:
+                    self._overwrites.before_write(stored, fd, size, node.size - size)
+                finally:
+                    os.close(fd)
             with self.store.transaction():
                 self.store.unindex(node.data_id)
                 self.store.mark_dirty(ino)

@@ -16,6 +16,7 @@ from .downloads import Downloader
 from .errorlog import ErrorLog
 from .errors import first_error
 from .ignores import ShareIgnores
+from .inodes import Inodes
 from .notices import Notifier
 from .p2p import ChunkUnavailable
 from .partial import Partial
@@ -30,10 +31,11 @@ MAX_DOWNLOADS = 4
 
 
 class FillScheduler:
-    def __init__(self, store: Store, downloader: Downloader, remote: RemoteApply, claims: Claims,
+    def __init__(self, store: Store, inodes: Inodes, downloader: Downloader, remote: RemoteApply, claims: Claims,
                  pinning: Pinning, ignores: ShareIgnores, notifier: Notifier, errors: ErrorLog,
                  completed: "trio.MemoryReceiveChannel[Partial]", *, on_demand: bool) -> None:
         self._store = store
+        self._inodes = inodes
         self._downloader = downloader
         self._remote = remote
         self._claims = claims
@@ -101,11 +103,23 @@ class FillScheduler:
             # every waiting one has had its first try (which copies all local chunks)
             if not running and all(p.fill.attempted or not self.wanted(p) for p in partials) \
                     and self._store.trash_ids():
-                with self._store.transaction():
-                    self._store.trash_purge()
-                self._downloader.retry_all()  # space came back: downloads that ran out of it retry
+                next_retry = min(next_retry, self._purge_trash(now))
             with trio.move_on_at(next_retry):
                 await wake.wait()
+
+    def _purge_trash(self, now: float) -> float:
+        """Delete the data files no version uses, but those still open here and (while the
+        disk has room) those kept for peers still fetching a replaced version; returns when
+        to look again."""
+        keep, until = self._inodes.kept(now)
+        if self._store.low_on_space():
+            keep, until = self._inodes.open_data(), float("inf")
+        before = len(self._store.trash_ids())
+        with self._store.transaction():
+            self._store.trash_purge(keep)
+        if len(self._store.trash_ids()) < before:
+            self._downloader.retry_all()  # space came back: downloads that ran out of it retry
+        return until
 
     async def _fill(self, p: Partial) -> None:
         try:

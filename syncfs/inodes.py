@@ -20,6 +20,9 @@ from .store import Node, Store
 from .wakeup import Wakeup
 
 MAX_ORPHANS = 10_000
+# seconds a replaced version's bytes stay servable: a peer that opened that version (or is
+# fetching it) finishes reading it instead of failing because a newer one exists
+KEEP_REPLACED = 60.0
 
 
 @dataclasses.dataclass
@@ -70,6 +73,11 @@ class Inodes:
         self.to_commit: dict[int, None] = {}
         self.committing: set[int] = set()
         self.commit_wake = Wakeup()
+        # writes per inode: a commit whose chunking overlapped a write does not publish
+        self.write_gen: dict[int, int] = {}
+        # replaced versions' data files kept servable (trio time until which): a peer that
+        # opened such a version may still be fetching it
+        self.kept_until: dict[int, float] = {}
         # paths whose local writer or commit finished: a remote row may have waited for them
         self.settled: dict[str, None] = {}
         self.settled_wake = Wakeup()
@@ -169,7 +177,24 @@ class Inodes:
     def writer_of(self, ino: int) -> Handle | None:
         return next((h for h in self.handles.values() if h.ino == ino and h.writable), None)
 
+    def open_data(self) -> set[int]:
+        """Data files a handle has open."""
+        return {h.data_id for h in self.handles.values()}
+
+    def keep_for_fetchers(self, data_id: int, now: float) -> None:
+        self.kept_until[data_id] = now + KEEP_REPLACED
+
+    def kept(self, now: float) -> tuple[set[int], float]:
+        """The trashed data files that must stay (open here, or kept for fetchers), and
+        when the next one of those kept for fetchers may go."""
+        for data_id in [d for d, until in self.kept_until.items() if until <= now]:
+            del self.kept_until[data_id]
+        return self.open_data() | set(self.kept_until), min(self.kept_until.values(), default=float("inf"))
+
     # -- local changes not committed yet ---------------------------------------------------
+
+    def written(self, ino: int) -> None:
+        self.write_gen[ino] = self.write_gen.get(ino, 0) + 1
 
     def busy(self, ino: int) -> bool:
         """Written here and not yet committed (open, or released and queued): applying a

@@ -3,6 +3,7 @@ files no version uses any more (trash), and inodes written locally but not yet c
 
 import errno
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from ..protocol.entries import Chunk
@@ -69,6 +70,11 @@ class ContentMixin(StoreBase):
         ids = {r[0] for r in self.db.execute("SELECT data_id FROM nodes WHERE data_id IS NOT NULL")}
         return ids | set(self.trash_ids())
 
+    def low_on_space(self) -> bool:
+        """Less than 5% (or 64 MiB) of the store's disk is free: keep nothing longer than needed."""
+        st = os.statvfs(self.data_dir)
+        return st.f_bavail * st.f_frsize < max(8 * RESERVE, st.f_blocks * st.f_frsize // 20)
+
     def ensure_room(self, nbytes: int) -> None:
         """Raise ENOSPC unless ``nbytes`` more fit and leave ``RESERVE`` for the metadata:
         a store whose disk is full must still record deletions, or no space comes back."""
@@ -92,10 +98,12 @@ class ContentMixin(StoreBase):
         self.remove_data_file(data_id)
         self.db.execute("DELETE FROM trash WHERE data_id=?", (data_id,))
 
-    def trash_purge(self) -> None:
+    def trash_purge(self, keep: Collection[int] = ()) -> None:
+        """Delete the trashed data files, but those in ``keep``."""
         for data_id in self.trash_ids():
-            self.remove_data_file(data_id)
-        self.db.execute("DELETE FROM trash")
+            if data_id not in keep:
+                self.remove_data_file(data_id)
+                self.db.execute("DELETE FROM trash WHERE data_id=?", (data_id,))
 
     # -- files written locally and not yet committed (a crash must not forget them) --------
 
