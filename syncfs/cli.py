@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 "directory": args.directory, "tracker": args.tracker, "listen": args.listen,
                 "cache_dir": args.cache_dir, "secret": args.secret, "log_file": args.log_file,
                 "log_level": args.log_level, "on_demand": getattr(args, "on_demand", None),
-                "fetch_timeout": args.fetch_timeout,
+                "fetch_timeout": args.fetch_timeout, "keep_replaced": args.keep_replaced,
                 "max_rate": config.parse_rate(args.max_rate) if args.max_rate else None,
                 "cache_size": config.parse_size(args.cache_size) if getattr(args, "cache_size", None) else None,
                 "token": args.token, "allow_other": getattr(args, "allow_other", None), "advertise": args.advertise,
@@ -111,6 +111,9 @@ def _peer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--secret", help="the share secret (default: the join token's, or the local tracker's)")
     p.add_argument("--config", help="a TOML file, or a key=value file such as config.dat")
     p.add_argument("--fetch-timeout", type=float, help="seconds a read waits for missing chunks before EIO (default 30)")
+    p.add_argument("--keep-replaced", type=float, metavar="SECONDS",
+                   help="how long the bytes of a version replaced here stay fetchable by peers "
+                        "still reading it (default 60)")
     p.add_argument("--max-rate", help="limit downloads to this many bytes per second (e.g. 500K, 20M)")
     p.add_argument("--foreground", action="store_true", help="stay attached instead of running in the background")
     p.add_argument("--log-file")

@@ -26,6 +26,7 @@ class MountConfig:
     log_level: str = "INFO"
     on_demand: bool = False
     fetch_timeout: float = 30.0
+    keep_replaced: float = 60.0
     max_rate: float = 0.0
     cache_size: int = 0
     token: str | None = None
@@ -46,6 +47,7 @@ _KEYS = {
     "log_level": "log_level",
     "on_demand": "on_demand",
     "fetch_timeout": "fetch_timeout",
+    "keep_replaced": "keep_replaced",
     "max_rate": "max_rate",
     "cache_size": "cache_size",
     "token": "token",
@@ -90,8 +92,8 @@ def read_config_file(path: Path) -> dict[str, object]:
         if field in ("on_demand", "allow_other"):
             out[field] = str(value).lower() in ("1", "true", "yes", "on")
             continue
-        if field == "fetch_timeout":
-            bad_timeout = ConfigError(f"{path}: fetch_timeout must be a number of seconds")
+        if field in ("fetch_timeout", "keep_replaced"):
+            bad_timeout = ConfigError(f"{path}: {field} must be a number of seconds")
             # a TOML list or table would make float() raise TypeError, not ValueError
             if not isinstance(value, str | int | float):
                 raise bad_timeout

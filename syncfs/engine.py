@@ -28,7 +28,7 @@ from .errorlog import ErrorLog
 from .files import Files
 from .filling import FillScheduler
 from .ignores import ShareIgnores
-from .inodes import Inodes
+from .inodes import KEEP_REPLACED, Inodes
 from .local_chunks import Damage, LocalChunks
 from .notices import Notice, Notifier
 from .outbox import Outbox
@@ -51,6 +51,7 @@ REPORTS = 64  # completions and damage reports the downloader may get ahead of t
 class Engine:
     def __init__(self, store: Store, pool: PeerPool, params: ChunkParams = chunking.DEFAULT_PARAMS, *,
                  on_demand: bool = False, fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
+                 keep_replaced: float = KEEP_REPLACED,
                  max_rate: float = 0.0, cache_size: int = 0, kernel_mtime: bool = False, mountpoint: str = "",
                  notices: "trio.MemorySendChannel[Notice] | None" = None,
                  indexed: "trio.MemorySendChannel[list[bytes]] | None" = None) -> None:
@@ -68,7 +69,7 @@ class Engine:
         self.outbox = Outbox(store)
         self.claims = Claims(store, self.peer_id)
         self.ignores = ShareIgnores(store, self.downloader, self.errors)
-        self.inodes = Inodes(store, self.downloader)
+        self.inodes = Inodes(store, self.downloader, keep_replaced)
         self.pinning = Pinning(store, self.inodes, self.downloader, self.outbox, self.claims, self.ignores,
                                self.notifier, self.errors, on_demand=on_demand, cache_size=cache_size)
         overwrites = Overwrites(store, self.inodes)

@@ -58,8 +58,9 @@ def leaf(path: str) -> str:
 
 
 class Inodes:
-    def __init__(self, store: Store, downloader: Downloader) -> None:
+    def __init__(self, store: Store, downloader: Downloader, keep_replaced: float = KEEP_REPLACED) -> None:
         self._store = store
+        self._keep_replaced = keep_replaced
         self._downloader = downloader
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
@@ -182,7 +183,7 @@ class Inodes:
         return {h.data_id for h in self.handles.values()}
 
     def keep_for_fetchers(self, data_id: int, now: float) -> None:
-        self.kept_until[data_id] = now + KEEP_REPLACED
+        self.kept_until[data_id] = now + self._keep_replaced
 
     def kept(self, now: float) -> tuple[set[int], float]:
         """The trashed data files that must stay (open here, or kept for fetchers), and

@@ -72,6 +72,7 @@ def open_peer(cfg: MountConfig, share_dir: Path, *, on_demand: bool, kernel_mtim
         # pieces of partial versions, announced to the swarm as they become servable
         indexed_send, indexed = trio.open_memory_channel[list[bytes]](ANNOUNCE_QUEUE)
         engine = Engine(store, pool, on_demand=on_demand, fetch_timeout=cfg.fetch_timeout,
+                        keep_replaced=cfg.keep_replaced,
                         max_rate=cfg.max_rate, cache_size=cfg.cache_size, kernel_mtime=kernel_mtime,
                         mountpoint=str(share_dir), notices=notices_send, indexed=indexed_send)
         server = ChunkServer(engine.downloader.serve_chunk, pool, listen_host, listen_port, indexed)
