@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     pi.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
     un = sub.add_parser("unpin", help="make files online-only again, freeing their space once another peer holds them")
     un.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
+    sub.add_parser("service", help="a systemd unit that mounts DIR at login and after a crash (see: syncfs service --help)")
+    if argv and argv[0] == "service":
+        from .service import main as service_main
+
+        return service_main(argv[1:], lambda mount_args: parser.parse_args(["mount", *mount_args]))
     args = parser.parse_args(argv)
     if args.command in ("status", "pause", "resume", "stop", "pin", "unpin"):
         if args.command == "status":
