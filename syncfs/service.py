@@ -80,8 +80,10 @@ def unit_text(mountpoint: str, command: Sequence[str], mount_args: Sequence[str]
     """The unit for ``command mount MOUNTPOINT --foreground MOUNT_ARGS`` (``command``: how
     to run syncfs, e.g. its absolute path)."""
     start = [*command, "mount", mountpoint, "--foreground", *(a for a in mount_args if a != "--foreground")]
-    # a crash leaves the mount dead (its directory cannot be read): detach it, never a live one
-    clean = ["/bin/sh", "-c", f'[ -d "$1" ] || exec {fusermount} -u -z -- "$1"', "syncfs", mountpoint]
+    # a crash leaves the mount dead: detach it, never a live one. statfs always asks the file
+    # system (a stat may be answered from the kernel's cache), and fails ENOTCONN on a dead one
+    clean = ["/bin/sh", "-c", f'stat -f -- "$1" >/dev/null 2>&1 || exec {fusermount} -u -z -- "$1"', "syncfs",
+             mountpoint]
     after = "Wants=network-online.target\nAfter=network-online.target\n" if system else ""
     target = "multi-user.target" if system else "default.target"
     how = "--system " if system else ""

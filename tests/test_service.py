@@ -70,7 +70,7 @@ def test_unit_text_runs_the_mount_in_the_foreground_and_restarts_it():
     assert stop.startswith("-") and exec_words(stop[1:]) == ["/usr/bin/fusermount3", "-u", "/home/ann/My 100% Share"]
     pre = setting(text, "ExecStartPre")
     assert pre.startswith("-")
-    assert exec_words(pre[1:]) == ["/bin/sh", "-c", '[ -d "$1" ] || exec /usr/bin/fusermount3 -u -z -- "$1"',
+    assert exec_words(pre[1:]) == ["/bin/sh", "-c", 'stat -f -- "$1" >/dev/null 2>&1 || exec /usr/bin/fusermount3 -u -z -- "$1"',
                                    "syncfs", "/home/ann/My 100% Share"]
     assert setting(text, "Description") == "syncfs share mounted at /home/ann/My 100%% Share"
     assert setting(text, "Restart") == "on-failure"
