@@ -22,8 +22,9 @@ if [[ "$(id -u)" != 0 ]]; then
 fi
 
 # fuse3: fusermount3 and /dev/fuse users; libfuse3-dev + pkg-config + gcc: pyfuse3 builds
-# from source; the rest are programs the end-to-end tests drive in the mount.
-PACKAGES=(fuse3 libfuse3-dev pkg-config gcc libc6-dev rsync git vim-nox sqlite3 attr tmux psmisc)
+# from source; the rest are programs the end-to-end tests drive in the mount; systemd:
+# systemd-analyze verifies the unit `syncfs service` writes (a Debian container image may lack it).
+PACKAGES=(fuse3 libfuse3-dev pkg-config gcc libc6-dev rsync git vim-nox sqlite3 attr tmux psmisc systemd)
 
 PYTHON="${PYTHON:-python3}"
 if ! command -v "$PYTHON" >/dev/null 2>&1; then

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import config
+from . import config, fstab
 from .config import ConfigError, MountConfig
 from .launch import READY
 
@@ -15,6 +15,15 @@ log = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if fstab.is_helper_call(argv):  # mount -t fuse.syncfs / fstab: syncfs SOURCE DIR -o OPTS
+        try:
+            call = fstab.mount_args(argv)
+        except fstab.OptionError as exc:
+            print(f"syncfs: {exc}", file=sys.stderr)
+            return 2
+        argv = call.argv
+        for note in call.notes:
+            print(f"syncfs: note: {note}", file=sys.stderr)
     if argv and argv[0] == "tracker":
         from tracker.cli import main as tracker_main
 
@@ -51,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     pi.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
     un = sub.add_parser("unpin", help="make files online-only again, freeing their space once another peer holds them")
     un.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
+    sub.add_parser("service", help="a systemd unit that mounts DIR at login and after a crash (see: syncfs service --help)")
+    if argv and argv[0] == "service":
+        from .service import main as service_main
+
+        return service_main(argv[1:], lambda mount_args: parser.parse_args(["mount", *mount_args]))
     args = parser.parse_args(argv)
     if args.command in ("status", "pause", "resume", "stop", "pin", "unpin"):
         if args.command == "status":
