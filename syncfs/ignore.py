@@ -30,6 +30,7 @@ DEFAULTS = (
 )
 
 _GROUP = re.compile(r"\(\?P<\w+>")
+_PLAIN_FLAGS = re.compile("").flags
 
 
 @dataclasses.dataclass
@@ -50,6 +51,23 @@ class Tally:
         return {"count": self.count, "by_rule": dict(sorted(self.by_rule.items())), "paths": sorted(self.paths)}
 
 
+def _any_include(spec: pathspec.GitIgnoreSpec) -> "re.Pattern[str] | None":
+    """One regex matching whatever some ignoring pattern of ``spec`` matches (None: cannot
+    tell, try every pattern). A path it does not match is ignored by no pattern."""
+    parts = []
+    for p in spec.patterns:
+        regex = getattr(p, "regex", None)
+        if p.include and isinstance(regex, re.Pattern) and isinstance(regex.pattern, str) \
+                and regex.flags == _PLAIN_FLAGS:
+            parts.append(f"(?:{_GROUP.sub('(?:', regex.pattern)})")
+        elif p.include:
+            return None
+    try:
+        return re.compile("|".join(parts) or "(?!)")
+    except re.error:
+        return None
+
+
 @dataclasses.dataclass
 class IgnoreRules:
     spec: pathspec.GitIgnoreSpec
@@ -58,12 +76,7 @@ class IgnoreRules:
     def __post_init__(self) -> None:
         # one regex for "could any pattern ignore this?": most paths are answered by it
         # alone, so a tally of a big tree need not try every pattern on every path
-        try:
-            self._maybe: re.Pattern[str] | None = re.compile("|".join(
-                f"(?:{_GROUP.sub('(?:', p.regex.pattern)})" for p in self.spec.patterns
-                if p.include and isinstance(getattr(p, "regex", None), re.Pattern)) or "(?!)")
-        except re.error:
-            self._maybe = None
+        self._maybe = _any_include(self.spec)
 
     @classmethod
     def parse(cls, text: str | None) -> "IgnoreRules":

@@ -3,7 +3,7 @@ read again whenever that file changes here or arrives complete from another peer
 
 from .downloads import Downloader
 from .errorlog import ErrorLog
-from .ignore import IGNORE_FILE, IgnoreRules
+from .ignore import IGNORE_FILE, IgnoreRules, Tally
 from .protocol.entries import Kind
 from .store import Store
 
@@ -17,6 +17,20 @@ class ShareIgnores:
 
     def ignored(self, path: str, kind: Kind) -> bool:
         return self.rules.ignored(path, kind is Kind.DIR)
+
+    def rule(self, path: str, kind: Kind) -> str | None:
+        """The pattern that keeps ``path`` local, or None if it syncs."""
+        return self.rules.rule(path, kind is Kind.DIR)
+
+    def tally(self) -> Tally:
+        """The ignored paths in the share here, counted by the pattern that ignores each.
+
+        Counted when asked (a full ``syncfs status``), from the tree in the store: one
+        indexed scan, and a quick check that most paths pass with one regex. A count kept
+        up to date as paths change would have to follow every create, rename, delete and
+        every change of the rules themselves (which re-decide every path at once).
+        """
+        return self.rules.tally(self._store.all_paths())
 
     def changed(self, path: str) -> None:
         """``path`` changed: if it is the ignore file, its rules hold from now on."""
