@@ -116,11 +116,10 @@ def test_backups_sync_and_ignored_paths_say_so(cluster):
     assert cli_status(p2)["ignored"] == {"count": 0, "by_rule": {}, "paths": []}
     shown = syncfs_cli("status", str(p1.mnt))
     assert shown.returncode == 0 and "ignored    6 kept on this peer only: 3 by 'cache/', 2 by '*.swp'" in shown.stdout
-    # a rule that goes away lets a new change sync; one that comes names the path at once
+    # a rule that goes away lets what it kept here sync, unchanged; one that comes holds at once
     p1.path(".syncfsignore").write_text("*.tmp\n")
-    assert state(p1.path("cache/objects/blob")) == b"synced"
-    p1.path("cache/objects/blob").write_text("now shared")
-    wait_for(lambda: p2.path("cache/objects/blob").read_text() == "now shared", what="the blob on p2")
+    wait_for(lambda: p2.path("cache/objects/blob").read_text() == "local only", what="the blob on p2")
+    wait_for(lambda: state(p1.path("cache/objects/blob")) == b"synced", what="the blob synced on p1")
     wait_for(lambda: p2.path(".syncfsignore").read_text() == "*.tmp\n", what="the new rules on p2")
     p2.path("draft.tmp").write_text("p2's own")
     assert state(p2.path("draft.tmp")) == b"ignored"

@@ -184,6 +184,13 @@ class TreeMixin(StoreBase):
         rows = self.db.execute("SELECT path, kind FROM nodes WHERE ino != ?", (ROOT_INO,))
         return ((path, kind == Kind.DIR.value) for path, kind in rows)
 
+    def never_committed_files(self) -> list[tuple[int, str]]:
+        """(ino, path) of the files without a version: made here and never committed (an
+        ignore rule kept them local), as no file that came from another peer can be."""
+        rows = self.db.execute("SELECT ino, path FROM nodes WHERE kind = ? AND version = ?",
+                               (Kind.FILE.value, pack_version({})))
+        return rows.fetchall()
+
     def conflict_paths(self, limit: int = 100) -> list[str]:
         rows = self.db.execute("SELECT path FROM nodes WHERE name LIKE '%.sync-conflict-%' ORDER BY path LIMIT ?", (limit,))
         return [r[0] for r in rows.fetchall()]
