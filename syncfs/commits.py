@@ -56,6 +56,7 @@ class LocalCommits:
         self._overwrites = overwrites
         self.peer_id = store.peer_id
         self.params = params
+        ignores.on_reload(self.publish_unignored)  # at start, and whenever the rules change
 
     def use_chunking(self, params: ChunkParams) -> None:
         """The tracker's chunking parameters, for every cut from now on."""
@@ -110,6 +111,14 @@ class LocalCommits:
         self._store.delete_node(node.ino)
         self.retire_data(node.data_id)
         self._ignores.changed(node.path)
+
+    def publish_unignored(self) -> None:
+        """Queue a commit of each file made here that an ignore rule kept local and none
+        does now (a rule taken out of .syncfsignore, or a default that is no more, such as
+        ``*~``): it syncs as if just written, not only after its next change."""
+        for ino, path in self._store.never_committed_files():
+            if not self._inodes.busy(ino) and not self._ignores.ignored(path, Kind.FILE):
+                self.queue_content(ino)
 
     # -- the commit worker ------------------------------------------------------------------
 

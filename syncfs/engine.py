@@ -77,7 +77,8 @@ class Engine:
                                     self.ignores, self.errors, self.pinning, overwrites, params)
         self.files = Files(store, self.inodes, self.commits, self.downloader, self.pinning, self.ignores,
                            self.errors, overwrites, fetch_timeout=fetch_timeout, kernel_mtime=kernel_mtime)
-        self.xattrs = Xattrs(store, self.inodes, self.commits, self.downloader, self.pinning, self.notifier)
+        self.xattrs = Xattrs(store, self.inodes, self.commits, self.downloader, self.pinning, self.ignores,
+                             self.notifier)
         self.remote = RemoteApply(store, self.inodes, self.commits, self.downloader, self.outbox,
                                   self.claims, self.pinning, self.ignores, self.notifier)
         self.filler = FillScheduler(store, self.inodes, self.downloader, self.remote, self.claims, self.pinning,

@@ -47,6 +47,8 @@ class RemoteApply:
         self._ignores = ignores
         self._notifier = notifier
         self.caught_up = trio.Event()  # set once the tracker has sent everything up to now
+        self._ignored: dict[str, TableRow] = {}  # the last row of each path ignored here
+        ignores.on_reload(self._rules_changed)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Apply the rows that waited for a local writer or commit, as each one settles."""
@@ -96,6 +98,14 @@ class RemoteApply:
                     self._apply_or_park(row)
         self._pinning.after_commit()
 
+    def _rules_changed(self) -> None:
+        """Rows ignored under the old rules and not under the new wait to be applied."""
+        for path, row in list(self._ignored.items()):
+            if not self._ignores.ignored(path, row.entry.kind):
+                del self._ignored[path]
+                self._store.deferred_put(row)
+                self._inodes.settle(path)
+
     def _apply_deferred(self, path: str) -> None:
         """Apply a remote change that waited for a local writer (whose change is committed)."""
         with self._store.transaction():
@@ -109,7 +119,9 @@ class RemoteApply:
         self._pinning.on_row(row)  # a granted withdrawal frees the bytes here
         self._claims.settle_have(row)
         if self._ignores.ignored(e.path, e.kind):
+            self._ignored[e.path] = row  # applied if the rules change (they may be on their way)
             return  # ignored here: the other peers' version stays theirs
+        self._ignored.pop(e.path, None)
         node = self._store.lookup_path(e.path)
         version = node.version if node is not None else (self._store.tombstone(e.path) or {})
         if version == e.version:

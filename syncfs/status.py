@@ -39,9 +39,16 @@ class RulesFigures(Protocol):
     def errors(self) -> Sequence[str]: ...
 
 
+class TallyFigures(Protocol):
+    def as_dict(self) -> dict[str, object]:
+        """count, by_rule (pattern: count) and the first few paths."""
+
+
 class IgnoreFigures(Protocol):
     @property
     def rules(self) -> RulesFigures: ...
+    def tally(self) -> TallyFigures:
+        """The ignored paths, counted by the rule that ignores each (scans the tree)."""
 
 
 class StoreFigures(Protocol):
@@ -156,14 +163,14 @@ class StatusSources:
 
 def snapshot(src: StatusSources, full: bool = True) -> dict[str, Any]:
     """What the peer is doing now. ``full`` adds figures that scan the whole tree (file
-    counts, conflict copies, cache use): for a person's request, not for a script that
+    counts, conflict copies, ignored paths, cache use): for a person's request, not for a script that
     asks many times a second."""
     peer, store, pool, cache = src.peer, src.store, src.pool, src.cache
     extra: dict[str, Any] = {}
     if full:
         counts = store.counts()
         extra = {"files": counts["files"], "dirs": counts["dirs"], "conflicts": store.conflict_paths(),
-                 "cache_used": cache.usage()}
+                 "ignored": src.ignores.tally().as_dict(), "cache_used": cache.usage()}
     return {
         **extra,
         "mountpoint": peer.mountpoint,

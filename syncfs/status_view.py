@@ -51,6 +51,10 @@ def summary(s: dict[str, Any]) -> Text:
         lines.append(f"pinned     {len(s['pinned'])}: " + ", ".join(p or "/" for p in s["pinned"][:5]) + cache)
     if s["conflicts"]:
         lines.append(f"conflicts  {len(s['conflicts'])}: " + ", ".join(s["conflicts"][:5]))
+    if s.get("ignored", {}).get("count"):
+        rules = sorted(s["ignored"]["by_rule"].items(), key=lambda r: -r[1])
+        lines.append(f"ignored    {s['ignored']['count']} kept on this peer only: "
+                     + ", ".join(f"{n} by {rule!r}" for rule, n in rules[:5]))
     for err in s["errors"][-5:]:
         lines.append(f"error      {time.strftime('%H:%M:%S', time.localtime(err['time']))} {err['message']}")
     if s.get("log_file"):

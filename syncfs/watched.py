@@ -33,6 +33,7 @@ from watchdog.observers import Observer
 
 from .engine import Engine
 from .errors import FsError
+from .ignores import tree_paths
 from .mirror import Action, decide
 from .notices import Notice
 from .protocol.entries import Kind
@@ -78,6 +79,8 @@ class WatchedDir:
         self.pusher = Pusher(self.sides, engine.store, engine.files, engine.inodes, engine.xattrs,
                              engine.commits, self._queue)
         self.puller = Puller(self.sides, engine.store, engine.downloader, self._queue)
+        engine.ignores.count_in(lambda: tree_paths(root))  # ignored files never enter the store
+        engine.ignores.on_reload(self._rules_changed)
 
     async def _take_notices(self) -> None:
         """The engine applied a remote change (or completed a download): the path it names
@@ -180,6 +183,18 @@ class WatchedDir:
         self.engine.errors.note(f"too many changes at once in {self.root}: rescanning it")
         if self._nursery is not None:
             self._nursery.start_soon(self._scan)
+
+    def _rules_changed(self) -> None:
+        """What the old rules kept here may sync now (the initial scan sees it at start)."""
+        if self._nursery is not None and not self._initial:
+            self._nursery.start_soon(self._look_again)
+
+    async def _look_again(self) -> None:
+        on_disk = await trio.to_thread.run_sync(lambda: list(tree_paths(self.root)))
+        for path, _ in on_disk:
+            parent, _, name = path.rpartition("/")
+            if (child := self.sides.child(parent, name)) is not None:
+                self._queue(child)
 
     async def _scan(self) -> list[str]:
         """Queue every path of the directory, of the share and of the last agreement: what

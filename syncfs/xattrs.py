@@ -7,6 +7,7 @@ import json
 from .commits import LocalCommits
 from .downloads import Downloader
 from .errors import FsError
+from .ignores import ShareIgnores
 from .inodes import Inodes
 from .notices import Notifier
 from .pinning import Pinning
@@ -23,12 +24,13 @@ XATTR_PINNED = XATTR_PREFIX + "pinned"
 
 class Xattrs:
     def __init__(self, store: Store, inodes: Inodes, commits: LocalCommits, downloader: Downloader,
-                 pinning: Pinning, notifier: Notifier) -> None:
+                 pinning: Pinning, ignores: ShareIgnores, notifier: Notifier) -> None:
         self._store = store
         self._inodes = inodes
         self._commits = commits
         self._downloader = downloader
         self._pinning = pinning
+        self._ignores = ignores
         self._notifier = notifier
         self.peer_id = store.peer_id
 
@@ -57,8 +59,11 @@ class Xattrs:
             raise FsError(errno.ENODATA) from None
 
     def file_state(self, node: Node) -> str:
-        """synced, stale (not all local), downloading, pinned (complete, and kept local), or
-        conflict (a conflict copy)."""
+        """ignored (kept on this peer by an ignore rule: neither sent nor updated), synced,
+        stale (not all local), downloading, pinned (complete, and kept local), or conflict
+        (a conflict copy)."""
+        if self._ignores.ignored(node.path, node.kind):
+            return "ignored"
         partial = self._downloader.partials.get(node.data_id) if node.data_id is not None else None
         if partial is not None:
             return "downloading" if partial.downloading else "stale"

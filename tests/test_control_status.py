@@ -36,6 +36,17 @@ class FakeStore:
         return ["a.sync-conflict-1"]
 
 
+class FakeIgnores:
+    rules = SimpleNamespace(errors=[])
+
+    def __init__(self) -> None:
+        self.scans = 0
+
+    def tally(self) -> SimpleNamespace:
+        self.scans += 1
+        return SimpleNamespace(as_dict=lambda: {"count": 2, "by_rule": {"*.swp": 2}, "paths": ["a.swp", "b.swp"]})
+
+
 class FakeCache:
     pins = {"b", "a"}
     cache_size = 1000
@@ -63,7 +74,7 @@ def sources(root: Path) -> StatusSources:
                            linked=lambda: ["p"])
     return StatusSources(
         peer=peer, fills=SimpleNamespace(paused=""), errors=SimpleNamespace(recent=[(1.0, "oops")]),
-        ignores=SimpleNamespace(rules=SimpleNamespace(errors=[])), store=FakeStore(root), pool=pool,
+        ignores=FakeIgnores(), store=FakeStore(root), pool=pool,
         downloads=SimpleNamespace(partials={5: partial}, bytes_local=9), cache=FakeCache(),
         server=SimpleNamespace(bytes_sent=50),
         link=SimpleNamespace(host="h", port=1, connected=True, last_error=""), log_file="/log",
@@ -75,6 +86,7 @@ def test_a_snapshot_is_built_from_the_figures_of_the_parts_given(tmp_path: Path)
     s.pop("updated")
     assert s == {
         "files": 3, "dirs": 1, "conflicts": ["a.sync-conflict-1"], "cache_used": 600,
+        "ignored": {"count": 2, "by_rule": {"*.swp": 2}, "paths": ["a.swp", "b.swp"]},
         "mountpoint": "/mnt", "store": str(tmp_path), "log_file": "/log", "paused": "", "ignore_errors": [],
         "peer_id": "me", "tracker": {"address": "h:1", "connected": True, "last_error": "", "last_seq": 7},
         "peers_online": ["p", "q"], "on_demand": True, "pinned": ["a", "b"], "cache_size": 1000, "outbox": 2,
@@ -84,8 +96,10 @@ def test_a_snapshot_is_built_from_the_figures_of_the_parts_given(tmp_path: Path)
                    "state": "downloading", "filling": True, "last_error": ""}],
         "errors": [{"time": 1.0, "message": "oops"}],
     }
-    brief = snapshot(sources(tmp_path), full=False)
-    assert not {"files", "dirs", "conflicts", "cache_used"} & set(brief)
+    src = sources(tmp_path)
+    brief = snapshot(src, full=False)
+    assert not {"files", "dirs", "conflicts", "cache_used", "ignored"} & set(brief)
+    assert src.ignores.scans == 0  # a brief status never scans the tree for ignored paths
 
 
 def test_a_status_that_cannot_be_read_is_refused_and_the_peer_goes_on(tmp_path: Path, caplog) -> None:

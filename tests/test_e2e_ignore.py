@@ -1,10 +1,12 @@
-"""Ignored paths stay local: .syncfsignore rules and the defaults (vim swap files & co)."""
+"""Ignored paths stay local: .syncfsignore rules and the defaults (vim swap files & co),
+and say so: ``user.syncfs.state`` is ``ignored`` and ``syncfs status`` counts them by rule.
+Backups (``name~``) are the user's data and sync."""
 
 import os
 import subprocess
 
 import pytest
-from harness import wait_for, wait_same_tree
+from harness import cli_status, syncfs_cli, wait_for, wait_same_tree
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +33,7 @@ def test_syncfsignore_keeps_paths_local(cluster):
     # a change after the ignored ones has arrived, so they would have too
     p1.path("after.txt").write_text("later")
     wait_for(lambda: p2.path("after.txt").exists(), what="after.txt on p2")
-    assert names(p2) == {".syncfsignore", "src.c", "after.txt"}
+    assert names(p2) == {".syncfsignore", "src.c", "after.txt", "x.txt~"}
     # ignored on both sides: p2's own build/ stays its own too
     os.makedirs(p2.path("build"))
     p2.path("build/mine").write_text("p2's")
@@ -79,3 +81,48 @@ def test_rules_hold_at_once_and_on_on_demand_peers(cluster):
     p2.path("from-p2.txt").write_text("w")
     wait_for(lambda: p1.path("from-p2.txt").exists(), what="from-p2.txt on p1")
     assert not p1.path("build/b.o").exists()
+
+
+def state(path) -> bytes:
+    return os.getxattr(path, "user.syncfs.state")
+
+
+def test_backups_sync_and_ignored_paths_say_so(cluster):
+    p1, p2 = cluster.start_peers(2)
+    p1.path(".syncfsignore").write_text("cache/\n")
+    wait_for(lambda: p2.path(".syncfsignore").exists(), what="the rules on p2")
+    os.makedirs(p1.path("tests/fixtures"))
+    p1.path("tests/fixtures/backup~").write_text("a test fixture, not an editor's litter\n")
+    p1.path(".x.swp").write_text("vim's swap file")
+    p1.path("tests/.y.swp").write_text("another")
+    p1.path(".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    os.symlink(".x.swp", p1.path("link.swp"))  # Linux shows no user.* attributes of a link: status counts it
+    os.makedirs(p1.path("cache/objects"))
+    p1.path("cache/objects/blob").write_text("local only")
+    p1.path("after.txt").write_text("written last")
+    wait_for(lambda: p2.path("after.txt").exists(), what="after.txt on p2")
+    wait_for(lambda: p2.path("tests/fixtures/backup~").read_text() == "a test fixture, not an editor's litter\n",
+             what="backup~ on p2")
+    wait_for(lambda: state(p2.path("tests/fixtures/backup~")) == b"synced", what="backup~ synced on p2")
+    assert state(p1.path("tests/fixtures/backup~")) == b"synced"
+    assert names(p2) == {".syncfsignore", "tests", "tests/fixtures", "tests/fixtures/backup~", "after.txt"}
+    # what stayed on p1 says why, files and directories alike
+    for rel in (".x.swp", "tests/.y.swp", ".DS_Store", "cache", "cache/objects", "cache/objects/blob"):
+        assert state(p1.path(rel)) == b"ignored", rel
+    assert state(p1.path("tests")) == b"synced"
+    ignored = cli_status(p1)["ignored"]
+    assert ignored["count"] == 7
+    assert ignored["by_rule"] == {"*.swp": 3, ".DS_Store": 1, "cache/": 3}
+    assert ".x.swp" in ignored["paths"] and "cache/objects/blob" in ignored["paths"]
+    assert cli_status(p2)["ignored"] == {"count": 0, "by_rule": {}, "paths": []}
+    shown = syncfs_cli("status", str(p1.mnt))
+    assert shown.returncode == 0
+    assert "ignored 7 kept on this peer only: 3 by '*.swp', 3 by 'cache/', 1 by '.DS_Store'" in " ".join(shown.stdout.split())
+    # a rule that goes away lets what it kept here sync, unchanged; one that comes holds at once
+    p1.path(".syncfsignore").write_text("*.tmp\n")
+    wait_for(lambda: p2.path("cache/objects/blob").read_text() == "local only", what="the blob on p2")
+    wait_for(lambda: state(p1.path("cache/objects/blob")) == b"synced", what="the blob synced on p1")
+    wait_for(lambda: p2.path(".syncfsignore").read_text() == "*.tmp\n", what="the new rules on p2")
+    p2.path("draft.tmp").write_text("p2's own")
+    assert state(p2.path("draft.tmp")) == b"ignored"
+    assert cli_status(p2)["ignored"]["by_rule"] == {"*.tmp": 1}

@@ -159,13 +159,21 @@ def test_ignore_rules_and_status_in_a_plain_directory(cluster: Cluster) -> None:
     (s.mnt / "build" / "out.o").write_bytes(b"\x7fELF")
     (s.mnt / "run.log").write_text("noise\n")
     (s.mnt / ".notes.txt.swp").write_text("vim swap\n")
+    (s.mnt / "kept.txt~").write_text("a backup is data: it syncs\n")
     (s.mnt / "kept.txt").write_text("synced\n")
     wait_for(lambda: (p1.mnt / "kept.txt").exists(), what="kept.txt on p1")
+    wait_for(lambda: (p1.mnt / "kept.txt~").exists(), what="kept.txt~ on p1")
     wait_for(s.settled, what="s1 settled")
-    assert sorted(os.listdir(p1.mnt)) == [".syncfsignore", "kept.txt"]
+    assert sorted(os.listdir(p1.mnt)) == [".syncfsignore", "kept.txt", "kept.txt~"]
     status = cli_status(s)
     assert status["mountpoint"] == str(s.mnt) and status["tracker"]["connected"]
-    assert status["files"] == 2 + 0  # .syncfsignore and kept.txt: ignored paths are not in the store
+    assert status["files"] == 3  # .syncfsignore, kept.txt and its backup: ignored paths are not in the store
+    # ... but they are counted, from the directory itself
+    assert status["ignored"]["by_rule"] == {"build/": 2, "*.log": 1, "*.swp": 1}
+    # a rule taken out (here, on another peer) lets what it kept here sync
+    (p1.mnt / ".syncfsignore").write_text("build/\n")
+    wait_for(lambda: (p1.mnt / "run.log").read_text() == "noise\n", what="run.log on p1")
+    wait_for(lambda: cli_status(s)["ignored"]["by_rule"] == {"build/": 2, "*.swp": 1}, what="the new count")
 
 
 def _git(cwd, *args: str) -> str:

@@ -3,6 +3,7 @@ deleted paths (tombstones)."""
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -177,6 +178,18 @@ class TreeMixin(StoreBase):
     def counts(self) -> dict[str, int]:
         rows = dict(self.db.execute("SELECT kind, count(*) FROM nodes WHERE ino != ? GROUP BY kind", (ROOT_INO,)).fetchall())
         return {"files": rows.get("file", 0), "dirs": rows.get("dir", 0), "symlinks": rows.get("symlink", 0)}
+
+    def all_paths(self) -> Iterator[tuple[str, bool]]:
+        """(path, is a directory) of every node but the root, for a scan of the whole tree."""
+        rows = self.db.execute("SELECT path, kind FROM nodes WHERE ino != ?", (ROOT_INO,))
+        return ((path, kind == Kind.DIR.value) for path, kind in rows)
+
+    def never_committed_files(self) -> list[tuple[int, str]]:
+        """(ino, path) of the files without a version: made here and never committed (an
+        ignore rule kept them local), as no file that came from another peer can be."""
+        rows = self.db.execute("SELECT ino, path FROM nodes WHERE kind = ? AND version = ?",
+                               (Kind.FILE.value, pack_version({})))
+        return rows.fetchall()
 
     def conflict_paths(self, limit: int = 100) -> list[str]:
         rows = self.db.execute("SELECT path FROM nodes WHERE name LIKE '%.sync-conflict-%' ORDER BY path LIMIT ?", (limit,))
