@@ -159,6 +159,8 @@ def spawn_background(argv: list[str], cfg: MountConfig, mountpoint: Path, done: 
     with os.fdopen(read_end, "rb") as pipe:
         answer = pipe.read()
     if answer.startswith(READY):
+        for line in answer[len(READY):].decode(errors="replace").splitlines():
+            print(f"syncfs: {line}", file=sys.stderr)  # warnings of a start that went ahead
         print(f"syncfs: {mountpoint} {done} (pid {child.pid}, log {log_file})")
         return 0
     child.wait()

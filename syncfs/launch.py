@@ -14,7 +14,7 @@ from . import config
 from .config import ConfigError, MountConfig
 from .invite import BadToken, Invite, parse
 
-READY = b"ready\n"
+READY = b"ready\n"  # then one line per warning for the user (e.g. the tracker is out of reach)
 
 
 def ensure_local_tracker() -> Invite:
