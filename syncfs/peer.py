@@ -21,7 +21,8 @@ from .control_handler import ControlHandler
 from .engine import Engine
 from .identity import Identity, IdentityError
 from .invite import BadToken, Invite, looks_like_token, parse
-from .launch import READY, current_log_file, ensure_local_tracker, setup_logging
+from .launch import READY, current_log_file, setup_logging
+from .local_tracker import ensure_local_tracker, local_port
 from .notices import Notice, notice_channel
 from .p2p import ChunkServer, PeerPool
 from .status import StatusSources
@@ -95,7 +96,7 @@ def join_token(cfg: MountConfig) -> Invite:
         except BadToken as exc:
             raise ConfigError(str(exc)) from None
     else:
-        invite = ensure_local_tracker()
+        invite = ensure_local_tracker(local_port(cfg.local_tracker_port))
     if cfg.secret:
         invite = dataclasses.replace(invite, secret=cfg.secret)
     return invite

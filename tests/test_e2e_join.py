@@ -148,3 +148,14 @@ def test_unreachable_tracker_mounts_with_a_warning(cluster, tmp_path):
         (m.mnt / "offline.txt").write_text("written offline")
         status = syncfs_cli("status", str(m.mnt), "--json")
         assert '"state": "connecting"' in status.stdout, status.stdout
+
+
+def test_a_watched_directory_is_refused_the_same_way(cluster, tmp_path):
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    start = time.monotonic()
+    done = syncfs_cli("sync", str(directory), "--tracker", _token(cluster, secret="wrong"), "--listen", "127.0.0.32",
+                      "--cache-dir", str(tmp_path / "sync-cache"), "--log-file", str(tmp_path / "sync.log"))
+    assert done.returncode != 0 and "authentication failed" in done.stderr, done.stdout + done.stderr
+    assert time.monotonic() - start < FAST
+    assert "kept in the share" not in done.stdout

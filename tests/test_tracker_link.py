@@ -7,6 +7,7 @@ from netkit import identity, join, pid
 
 from syncfs.handshake import NotAdmitted, Refused, WrongServer
 from syncfs.identity import Identity
+from syncfs.protocol.messages import Alive
 from syncfs.tracker_link import (
     BACKOFF_MAX,
     REFUSED_BACKOFF_INITIAL,
@@ -78,3 +79,32 @@ def test_backoff_is_quick_while_unreachable_and_slow_while_refused():
     assert sum(slow) > 20 * 60
     b.connected()
     assert b.next(refused=False) == quick[0]
+
+
+def test_a_tracker_told_to_exit_when_idle_waits_for_its_last_peer(tmp_path):
+    """``--exit-when-idle``: never while a peer is connected; soon after the last one left."""
+
+    async def main() -> None:
+        with trio.fail_after(20), TrackerState(tmp_path / "state") as state:
+            me = Identity.load_or_create(tmp_path / "state" / "identity")
+            server = TrackerServer(state, SECRET, identity=me, host="127.0.0.1", port=0, interval=0.2,
+                                   exit_when_idle=0.5)
+            ended = trio.Event()
+
+            async def run(task_status=trio.TASK_STATUS_IGNORED):
+                await server.run(task_status=task_status)
+                ended.set()
+
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(run)
+                link, accept = await join("127.0.0.1", port, me.id, SECRET, identity("bob"))
+                for _ in range(10):  # 2 s connected, answering the heartbeat
+                    await link.send(Alive())
+                    await trio.sleep(0.2)
+                assert not ended.is_set()
+                await link.aclose()
+                left = trio.current_time()
+                await ended.wait()
+                assert 0.4 < trio.current_time() - left < 3
+
+    trio.run(main)
