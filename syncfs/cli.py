@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_rate": config.parse_rate(args.max_rate) if args.max_rate else None,
                 "cache_size": config.parse_size(args.cache_size) if getattr(args, "cache_size", None) else None,
                 "token": args.token, "allow_other": getattr(args, "allow_other", None), "advertise": args.advertise,
+                "local_tracker_port": args.local_tracker_port,
             },
             args.config,
         )
@@ -119,6 +120,8 @@ def _peer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracker", metavar="TOKEN",
                    help="the share's join token (syncfs tracker --print-invite); without it a local tracker is started")
     p.add_argument("--token", help="the join token (same as --tracker TOKEN)")
+    p.add_argument("--local-tracker-port", type=int, metavar="PORT",
+                   help="without --tracker: the port of the local tracker on 127.0.0.1 (default 7370)")
     p.add_argument("--advertise", help="ADDR[:PORT] other peers reach this one's chunk server at (default: --listen)")
     p.add_argument("--listen", help="ADDR[:PORT] to serve chunks on and connect from (default: all addresses, a free port)")
     p.add_argument("--cache-dir", help="where the local store lives (default: under the XDG data directory)")
@@ -176,6 +179,8 @@ def spawn_background(argv: list[str], cfg: MountConfig, mountpoint: Path, done: 
     with os.fdopen(read_end, "rb") as pipe:
         answer = pipe.read()
     if answer.startswith(READY):
+        for line in answer[len(READY):].decode(errors="replace").splitlines():
+            print(f"syncfs: {line}", file=sys.stderr)  # warnings of a start that went ahead
         print(f"syncfs: {mountpoint} {done} (pid {child.pid}, log {log_file})")
         return 0
     child.wait()

@@ -32,6 +32,7 @@ class MountConfig:
     token: str | None = None
     allow_other: bool = False
     advertise: str | None = None
+    local_tracker_port: int = 0  # 0: $SYNCFS_LOCAL_TRACKER_PORT, else DEFAULT_TRACKER_PORT
 
 
 # config.dat keys (the seed's form) and TOML keys, mapped to MountConfig fields
@@ -53,6 +54,7 @@ _KEYS = {
     "token": "token",
     "allow_other": "allow_other",
     "advertise": "advertise",
+    "local_tracker_port": "local_tracker_port",
 }
 
 
@@ -102,6 +104,9 @@ def read_config_file(path: Path) -> dict[str, object]:
             except ValueError:
                 raise bad_timeout from None
             continue
+        if field == "local_tracker_port":
+            out[field] = parse_port(value, f"{path}: local_tracker_port")
+            continue
         if field == "max_rate":
             out[field] = parse_rate(str(value))
             continue
@@ -127,9 +132,22 @@ def build(flags: dict[str, object], config_file: str | None) -> MountConfig:
     for source in sources:
         for key, value in source.items():
             setattr(cfg, key, value)
+    if cfg.local_tracker_port:
+        cfg.local_tracker_port = parse_port(cfg.local_tracker_port)
     if cfg.cache_size and not cfg.on_demand:
         raise ConfigError("--cache-size needs --on-demand: a full mount keeps every file")
     return cfg
+
+
+def parse_port(value: object, what: str = "--local-tracker-port") -> int:
+    """A TCP port, 1..65535, from a number or its text."""
+    try:
+        port = int(str(value))
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise ConfigError(f"{what} must be a port number (1..65535), not {value!r}")
+    return port
 
 
 def parse_rate(text: str) -> float:

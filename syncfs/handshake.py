@@ -44,6 +44,53 @@ class HandshakeFailed(Exception):
         return self.reason
 
 
+class Refused(HandshakeFailed):
+    """The other side answered REJECT; ``told`` is its reason, as sent."""
+
+    def __init__(self, told: str) -> None:
+        super().__init__(f"refused: {told}")
+        self.told = told
+
+
+class NotAdmitted(Refused):
+    """The tracker refused this peer for a reason that trying again does not cure: a wrong
+    share secret, a revoked identity, another protocol. ``cause`` names which."""
+
+    def __init__(self, told: str, cause: str) -> None:
+        super().__init__(told)
+        self.cause = cause  # "secret", "revoked" or "protocol"
+
+
+class WrongServer(HandshakeFailed):
+    """The server's certificate is not the one expected (a man in the middle, or the wrong
+    address or token)."""
+
+    def __init__(self, what: str, expected: str, got: str | None) -> None:
+        super().__init__(
+            f"{what} presented certificate {got or 'none'}, expected {expected}: refused "
+            "(a man in the middle, or the wrong address)"
+        )
+        self.what = what
+        self.expected = expected
+        self.got = got
+
+
+# what the tracker tells a peer it refuses for good; the peer tells them apart by these
+AUTH_FAILED = "authentication failed"
+REVOKED = "this peer has been revoked"
+UNSUPPORTED = "unsupported protocol"
+
+
+def _rejected(told: str) -> Refused:
+    if told == AUTH_FAILED:
+        return NotAdmitted(told, "secret")
+    if told == REVOKED:
+        return NotAdmitted(told, "revoked")
+    if told.startswith(UNSUPPORTED):
+        return NotAdmitted(told, "protocol")
+    return Refused(told)
+
+
 # --------------------------------------------------------------------------- TLS
 
 
@@ -118,10 +165,7 @@ async def tls_connect(stream: trio.abc.Stream, ctx: ssl.SSLContext, expect_id: s
     got = peer_id_of(tls)
     if got != expect_id:
         await trio.aclose_forcefully(tls)
-        raise HandshakeFailed(
-            f"{what} presented certificate {got or 'none'}, expected {expect_id}: refused "
-            "(a man in the middle, or the wrong address)"
-        )
+        raise WrongServer(what, expect_id, got)
     return tls
 
 
@@ -143,7 +187,7 @@ async def join_tracker(link: FramedStream, me: Identity, secret: bytes, tracker_
     await link.send(hello)
     reply = await link.receive_within(HANDSHAKE_TIMEOUT)
     if isinstance(reply, Reject):
-        raise HandshakeFailed(f"refused: {reply.reason}")
+        raise _rejected(reply.reason)
     if not isinstance(reply, Challenge):
         raise HandshakeFailed(f"expected challenge, got {reply.TYPE}")
     t = auth.transcript(me.id, tracker_id, hello.nonce, reply.nonce, binding)
@@ -160,18 +204,18 @@ async def admit_peer(link: FramedStream, tracker_id: str, secret: bytes, binding
     """
     hello = await _expect_hello(link, "tracker")
     if not hello.cert or ident.fingerprint(hello.cert) != hello.peer_id:
-        await _refuse(link, "authentication failed", f"{hello.peer_id[:16]} sent no matching certificate")
+        await _refuse(link, AUTH_FAILED, f"{hello.peer_id[:16]} sent no matching certificate")
     nonce = auth.new_nonce()
     await link.send(Challenge(nonce, tracker_id))
     answer = await link.expect(Auth, HANDSHAKE_TIMEOUT)
     assert isinstance(answer, Auth)
     t = auth.transcript(hello.peer_id, tracker_id, hello.nonce, nonce, binding)
     if not ident.verify_signature(hello.cert, t, answer.sig):
-        await _refuse(link, "authentication failed", f"peer {hello.peer_id} did not sign with its certificate's key")
+        await _refuse(link, AUTH_FAILED, f"peer {hello.peer_id} did not sign with its certificate's key")
     if not auth.check(auth.join_proof(secret, t), answer.proof):
-        await _refuse(link, "authentication failed", f"peer {hello.peer_id} failed authentication (wrong share secret, or a proxy in between)")
+        await _refuse(link, AUTH_FAILED, f"peer {hello.peer_id} failed authentication (wrong share secret, or a proxy in between)")
     if hello.peer_id in revoked:
-        await _refuse(link, "this peer has been revoked", f"revoked peer {hello.peer_id} refused")
+        await _refuse(link, REVOKED, f"revoked peer {hello.peer_id} refused")
     return hello
 
 
@@ -188,7 +232,7 @@ async def _expect_accept(link: FramedStream) -> Accept:
     """The server's last word of an opening: ACCEPT, or REJECT as HandshakeFailed."""
     answer = await link.receive_within(HANDSHAKE_TIMEOUT)
     if isinstance(answer, Reject):
-        raise HandshakeFailed(f"refused: {answer.reason}")
+        raise _rejected(answer.reason)
     if not isinstance(answer, Accept):
         raise HandshakeFailed(f"expected accept, got {answer.TYPE}")
     return answer
@@ -207,7 +251,7 @@ async def _expect_hello(link: FramedStream, role: str) -> Hello:
     if not isinstance(hello, Hello):
         raise HandshakeFailed(f"expected hello, got {hello.TYPE}")
     if hello.proto != PROTO_NAME or hello.ver != PROTO_VERSION:
-        reason = f"unsupported protocol {hello.proto!r} version {hello.ver}; this side speaks {PROTO_NAME} {PROTO_VERSION}"
+        reason = f"{UNSUPPORTED} {hello.proto!r} version {hello.ver}; this side speaks {PROTO_NAME} {PROTO_VERSION}"
         await _refuse(link, reason, reason)
     if hello.role != role:
         await _refuse(link, f"this endpoint serves {role!r} links", f"client asked for role {hello.role!r}")
@@ -226,7 +270,7 @@ def make_hello(role: str, peer_id: str, *, addr: str = "", port: int = 0, last_s
 
 
 __all__ = [
-    "HandshakeFailed", "admit_peer", "channel_binding", "client_context", "join_tracker",
+    "AUTH_FAILED", "REVOKED", "UNSUPPORTED", "HandshakeFailed", "NotAdmitted", "Refused", "WrongServer", "admit_peer", "channel_binding", "client_context", "join_tracker",
     "make_hello", "p2p_hello", "p2p_welcome", "peer_id_of", "server_context", "tls_accept",
     "tls_connect", "trust",
 ]

@@ -35,10 +35,14 @@ def _run(peer: Peer, mountpoint: Path, ready_fd: int | None) -> None:
     options.update({"fsname=syncfs", "subtype=syncfs", "default_permissions"})
     if peer.cfg.allow_other:
         options.add("allow_other")
-    pyfuse3.init(ops, str(mountpoint), options)
-    log.info("mounted %s (peer %s, store %s)", mountpoint, peer.store.peer_id, peer.store.root)
+    mounted = False
 
     async def start_frontend(nursery: trio.Nursery) -> None:
+        # only now, once the tracker has not refused us: a refused start leaves nothing mounted
+        nonlocal mounted
+        pyfuse3.init(ops, str(mountpoint), options)
+        mounted = True
+        log.info("mounted %s (peer %s, store %s)", mountpoint, peer.store.peer_id, peer.store.root)
         await nursery.start(ops.run_invalidator)
         nursery.start_soon(_raise_read_ahead, mountpoint)
 
@@ -46,7 +50,8 @@ def _run(peer: Peer, mountpoint: Path, ready_fd: int | None) -> None:
         trio.run(lambda: serve(peer, ready_fd, start_frontend=start_frontend,
                                frontend_main=pyfuse3.main, on_signal=pyfuse3.terminate))
     finally:
-        pyfuse3.close(unmount=True)
+        if mounted:
+            pyfuse3.close(unmount=True)
 
 
 async def _raise_read_ahead(mountpoint: Path) -> None:

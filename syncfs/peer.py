@@ -21,12 +21,13 @@ from .control_handler import ControlHandler
 from .engine import Engine
 from .identity import Identity, IdentityError
 from .invite import BadToken, Invite, looks_like_token, parse
-from .launch import READY, current_log_file, ensure_local_tracker, setup_logging
+from .launch import READY, current_log_file, setup_logging
+from .local_tracker import ensure_local_tracker, local_port
 from .notices import Notice, notice_channel
 from .p2p import ChunkServer, PeerPool
 from .status import StatusSources
 from .store import Store, StoreBusy
-from .tracker_link import TrackerLink
+from .tracker_link import Joined, TrackerLink, TrackerRefused
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class Peer:
 @contextlib.contextmanager
 def open_peer(cfg: MountConfig, share_dir: Path, *, on_demand: bool, kernel_mtime: bool = False) -> Iterator[Peer]:
     """Open the store of the share at ``share_dir`` and build the peer around it; the
-    store is closed on exit. Raises ConfigError, StoreBusy, ControlError, IdentityError."""
+    store is closed on exit. Raises ConfigError, StoreBusy, ControlError, IdentityError
+    (and ``serve`` TrackerRefused)."""
     invite = join_token(cfg)
     listen_host, listen_port = config.split_host_port(cfg.listen or "", 0)
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else config.default_cache_dir(share_dir)
@@ -95,7 +97,7 @@ def join_token(cfg: MountConfig) -> Invite:
         except BadToken as exc:
             raise ConfigError(str(exc)) from None
     else:
-        invite = ensure_local_tracker()
+        invite = ensure_local_tracker(local_port(cfg.local_tracker_port))
     if cfg.secret:
         invite = dataclasses.replace(invite, secret=cfg.secret)
     return invite
@@ -107,38 +109,72 @@ async def serve(peer: Peer, ready_fd: int | None, *,
                 on_signal: Callable[[], None]) -> None:
     """Run the peer's services until ``frontend_main`` returns.
 
-    ``start_frontend`` starts what the front end needs before the engine runs (the engine
-    reports to it from its first step); ``on_signal`` asks the front end to end (on
-    SIGTERM/SIGINT/SIGHUP, or ``syncfs stop``).
+    The tracker is tried first: a tracker that refuses this peer ends the start with
+    TrackerRefused before the front end starts (nothing is mounted); one out of reach is
+    only a warning (the peer works offline). ``start_frontend`` then starts what the front
+    end needs before the engine runs (the engine reports to it from its first step);
+    ``on_signal`` asks the front end to end (on SIGTERM/SIGINT/SIGHUP, or ``syncfs stop``).
     """
     engine = peer.engine
+    refusal: TrackerRefused | None = None
     async with trio.open_nursery() as nursery:
-        await start_frontend(nursery)
         await nursery.start(peer.pool.run)
         port = await nursery.start(peer.server.run)
-        await nursery.start(engine.run)
         listen_host = peer.listen_host
         advertise = ("" if listen_host in ("", "0.0.0.0", "::") else listen_host, port)
         if peer.cfg.advertise:
             advertise = config.split_host_port(peer.cfg.advertise, port)
         link = TrackerLink(engine, peer.me, peer.invite, listen_host or None, advertise)
-        await nursery.start(link.run)
-        status = StatusSources(engine, engine.filler, engine.errors, engine.ignores, engine.store, peer.pool,
-                               engine.downloader, engine.pinning, peer.server, link, current_log_file())
-        handler = ControlHandler(engine.filler, engine.pinning, status, on_stop=on_signal)
-        await nursery.start(ControlServer(engine.store.root, handler).run)
-        entry = register(peer.share_dir, engine.store.root)
         try:
-            nursery.start_soon(_stop_on_signal, on_signal)
-            if ready_fd is not None:
-                os.write(ready_fd, READY)
-                os.close(ready_fd)
-            await frontend_main()
-            with trio.move_on_after(FLUSH_TIMEOUT):
-                await engine.downloader.flush()  # what a download fetched stays fetched
-        finally:
-            unregister(entry)
-        nursery.cancel_scope.cancel()
+            joined = await link.first_contact()
+        except TrackerRefused as exc:
+            refusal = exc  # raised outside the nursery: not wrapped in an exception group
+            nursery.cancel_scope.cancel()
+        else:
+            warnings = [] if joined else [f"warning: the tracker at {link.address} is out of reach "
+                                          f"({link.last_error}); working offline, changes are sent once it answers"]
+            for line in warnings:
+                log.warning("%s", line)
+            await _run_services(peer, link, joined, nursery, ready_fd, warnings,
+                                start_frontend=start_frontend, frontend_main=frontend_main, on_signal=on_signal)
+    if refusal is not None:
+        raise refusal
+
+
+async def _run_services(peer: Peer, link: TrackerLink, joined: Joined | None, nursery: trio.Nursery,
+                        ready_fd: int | None, warnings: list[str], *,
+                        start_frontend: Callable[[trio.Nursery], Awaitable[None]],
+                        frontend_main: Callable[[], Awaitable[None]],
+                        on_signal: Callable[[], None]) -> None:
+    engine = peer.engine
+    await start_frontend(nursery)
+    await nursery.start(engine.run)
+    await nursery.start(link.run, joined)
+    status = StatusSources(engine, engine.filler, engine.errors, engine.ignores, engine.store, peer.pool,
+                           engine.downloader, engine.pinning, peer.server, link, current_log_file())
+    handler = ControlHandler(engine.filler, engine.pinning, status, on_stop=on_signal)
+    await nursery.start(ControlServer(engine.store.root, handler).run)
+    entry = register(peer.share_dir, engine.store.root)
+    try:
+        nursery.start_soon(_stop_on_signal, on_signal)
+        tell_ready(ready_fd, warnings)
+        await frontend_main()
+        with trio.move_on_after(FLUSH_TIMEOUT):
+            await engine.downloader.flush()  # what a download fetched stays fetched
+    finally:
+        unregister(entry)
+    nursery.cancel_scope.cancel()
+
+
+def tell_ready(ready_fd: int | None, warnings: list[str]) -> None:
+    """Tell the waiting parent (or, in the foreground, the terminal) that we run, with
+    what the user should know (one line each, after the READY line)."""
+    if ready_fd is None:
+        for line in warnings:
+            print(f"syncfs: {line}", file=sys.stderr)
+        return
+    os.write(ready_fd, READY + "".join(f"{line}\n" for line in warnings).encode())
+    os.close(ready_fd)
 
 
 async def _stop_on_signal(on_signal: Callable[[], None]) -> None:
@@ -179,7 +215,7 @@ def run_peer(cfg: MountConfig, share_dir: Path, ready_fd: int | None, *, on_dema
     try:
         with open_peer(cfg, share_dir, on_demand=on_demand, kernel_mtime=kernel_mtime) as peer:
             body(peer)
-    except (ConfigError, StoreBusy, ControlError, IdentityError) as exc:
+    except (ConfigError, StoreBusy, ControlError, IdentityError, TrackerRefused) as exc:
         report(ready_fd, str(exc))
         log.error("%s", exc)
         return 1

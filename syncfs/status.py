@@ -142,6 +142,8 @@ class LinkFigures(Protocol):
     def connected(self) -> bool: ...
     @property
     def last_error(self) -> str: ...
+    @property
+    def state(self) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +182,7 @@ def snapshot(src: StatusSources, full: bool = True) -> dict[str, Any]:
         "ignore_errors": src.ignores.rules.errors,
         "peer_id": peer.peer_id,
         "tracker": {"address": f"{src.link.host}:{src.link.port}", "connected": src.link.connected,
-                    "last_error": src.link.last_error, "last_seq": store.last_seq},
+                    "state": src.link.state, "last_error": src.link.last_error, "last_seq": store.last_seq},
         "peers_online": sorted(pool.peers),
         "on_demand": peer.on_demand,
         "pinned": sorted(cache.pins),

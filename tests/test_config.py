@@ -143,3 +143,14 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_local_tracker_port_from_flags_and_files(home):
+    toml = home / "share.toml"
+    toml.write_text("local_tracker_port = 7444\n")
+    assert config.build({}, str(toml)).local_tracker_port == 7444
+    assert config.build({"local_tracker_port": 7555}, str(toml)).local_tracker_port == 7555
+    for bad in ("0", "70000", '"x"'):
+        toml.write_text(f"local_tracker_port = {bad}\n")
+        with pytest.raises(ConfigError, match="local_tracker_port must be a port number"):
+            config.build({}, str(toml))

@@ -77,7 +77,7 @@ def sources(root: Path) -> StatusSources:
         ignores=FakeIgnores(), store=FakeStore(root), pool=pool,
         downloads=SimpleNamespace(partials={5: partial}, bytes_local=9), cache=FakeCache(),
         server=SimpleNamespace(bytes_sent=50),
-        link=SimpleNamespace(host="h", port=1, connected=True, last_error=""), log_file="/log",
+        link=SimpleNamespace(host="h", port=1, connected=True, state="connected", last_error=""), log_file="/log",
     )
 
 
@@ -88,7 +88,7 @@ def test_a_snapshot_is_built_from_the_figures_of_the_parts_given(tmp_path: Path)
         "files": 3, "dirs": 1, "conflicts": ["a.sync-conflict-1"], "cache_used": 600,
         "ignored": {"count": 2, "by_rule": {"*.swp": 2}, "paths": ["a.swp", "b.swp"]},
         "mountpoint": "/mnt", "store": str(tmp_path), "log_file": "/log", "paused": "", "ignore_errors": [],
-        "peer_id": "me", "tracker": {"address": "h:1", "connected": True, "last_error": "", "last_seq": 7},
+        "peer_id": "me", "tracker": {"address": "h:1", "connected": True, "state": "connected", "last_error": "", "last_seq": 7},
         "peers_online": ["p", "q"], "on_demand": True, "pinned": ["a", "b"], "cache_size": 1000, "outbox": 2,
         "links": ["p"], "bytes_received": 100, "bytes_received_from": {"p": 40, "q": 60}, "bytes_sent": 50,
         "bytes_reused_locally": 9,

@@ -7,6 +7,7 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,14 @@ import platformdirs
 import trio
 
 from syncfs.identity import Identity, IdentityError
-from syncfs.invite import Invite
+from syncfs.invite import BadToken, Invite, parse
+from syncfs.local_tracker import (
+    IDENTITY_DIR,
+    INVITE_FILE,
+    remove_pid_file,
+    running_pid,
+    write_pid_file,
+)
 
 from .server import DEFAULT_INTERVAL, TrackerServer
 from .state import StateError, TrackerState
@@ -23,8 +31,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7370
 SECRET_FILE = "secret"
-INVITE_FILE = "invite"
-IDENTITY_DIR = "identity"
 UNSPECIFIED = ("", "0.0.0.0", "::")
 
 
@@ -43,9 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="syncfs tracker", description="Run the syncfs tracker for one share."
     )
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--host", default=None, help="address to listen on (default 0.0.0.0)")
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="TCP port (0: any free port)"
+        "--port", type=int, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0: any free port)"
     )
     parser.add_argument(
         "--state-dir", type=Path, default=None, help="where tracker.db and the secret live"
@@ -73,7 +79,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--print-invite",
         action="store_true",
         help="print the join token (tracker address, its certificate fingerprint and the "
-        "share secret) and exit",
+        "share secret) of the tracker of --state-dir, as it advertises itself, and exit; "
+        "--host/--port/--advertise/--secret given here change those parts of it",
+    )
+    parser.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the tracker running with --state-dir (e.g. the one syncfs mount started) and exit",
+    )
+    parser.add_argument(
+        "--exit-when-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit once no peer has been connected for SECONDS (the local tracker that syncfs "
+        "mount starts by itself uses 10)",
     )
     parser.add_argument(
         "--revoke",
@@ -89,12 +109,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--log-file", type=Path, default=None, help="log here, not stderr")
     args = parser.parse_args(argv)
+    args.explicit = {k for k in ("host", "port", "advertise", "secret") if getattr(args, k) is not None}
+    args.host = "0.0.0.0" if args.host is None else args.host
+    args.port = DEFAULT_PORT if args.port is None else args.port
     if not 0 <= args.port <= 65535:
         parser.error("--port must be within 0..65535")
     if not 0 < args.interval < 1e6:
         parser.error("--interval must be a positive number of seconds")
     if args.secret is not None and not args.secret:
         parser.error("--secret must not be empty")
+    if args.exit_when_idle is not None and not 0 < args.exit_when_idle < 1e6:
+        parser.error("--exit-when-idle must be a positive number of seconds")
     return args
 
 
@@ -147,10 +172,11 @@ def setup_logging(level: str, log_file: Path | None) -> None:
 
 
 async def serve(server: TrackerServer, on_bound: "Callable[[int], None] | None" = None) -> None:
-    """Run ``server`` until SIGTERM or SIGINT; print the listening line once bound."""
+    """Run ``server`` until SIGTERM or SIGINT (or it ends itself, idle); print the listening
+    line once bound."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(server.run)
+            port = await nursery.start(_run_then_end, server, nursery.cancel_scope)
             print(f"syncfs tracker listening on {server.host}:{port}", flush=True)
             if on_bound is not None:
                 on_bound(port)
@@ -158,6 +184,12 @@ async def serve(server: TrackerServer, on_bound: "Callable[[int], None] | None" 
                 log.info("got %s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+
+
+async def _run_then_end(server: TrackerServer, scope: trio.CancelScope, *,
+                        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    await server.run(task_status=task_status)
+    scope.cancel()  # it ended by itself (idle): so does the tracker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"syncfs tracker: {exc}", file=sys.stderr)
         return 2
     state_dir: Path = args.state_dir or default_state_dir()
+    if args.stop:
+        return stop(state_dir)
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         first_start = not (state_dir / IDENTITY_DIR).exists()
@@ -179,19 +213,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.print_invite or args.revoke or args.list_peers:
         try:
-            return _offline_command(args, state, identity, secret)
+            return _offline_command(args, state_dir, state, identity, secret)
         finally:
             state.close()
 
     def on_bound(port: int) -> None:
         invite = invite_for(args, port, identity, secret)
         write_private(state_dir / INVITE_FILE, f"{invite}\n")
+        write_pid_file(state_dir)
         if first_start:
             print(f"join token (give it to the peers of this share; it is a password):\n"
                   f"  {invite}", flush=True)
 
     server = TrackerServer(state, secret, identity=identity, host=args.host, port=args.port,
-                           interval=args.interval)
+                           interval=args.interval, exit_when_idle=args.exit_when_idle)
     try:
         trio.run(serve, server, on_bound)
     except KeyboardInterrupt:
@@ -204,11 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         state.close()
+        remove_pid_file(state_dir)
     log.info("tracker stopped")
     return 0
 
 
-def _offline_command(args: argparse.Namespace, state: TrackerState, identity: Identity,
+def _offline_command(args: argparse.Namespace, state_dir: Path, state: TrackerState, identity: Identity,
                      secret: bytes) -> int:
     for peer_id in args.revoke:
         known = state.revoke(peer_id.strip().lower())
@@ -217,5 +253,43 @@ def _offline_command(args: argparse.Namespace, state: TrackerState, identity: Id
         for peer_id, revoked in state.admitted():
             print(f"{peer_id}{'  revoked' if revoked else ''}")
     if args.print_invite:
-        print(invite_for(args, args.port, identity, secret))
+        print(advertised_invite(args, state_dir, identity, secret))
+    return 0
+
+
+def advertised_invite(args: argparse.Namespace, state_dir: Path, identity: Identity, secret: bytes) -> Invite:
+    """The token of the tracker of ``state_dir``: the one it wrote when it last listened
+    (its --host/--port/--advertise and secret), with the parts given on this command line
+    changed; before its first start, the token these options would give."""
+    try:
+        written: Invite | None = parse((state_dir / INVITE_FILE).read_text())
+    except (OSError, BadToken):
+        written = None
+    if written is None or written.fingerprint != identity.id:
+        if "port" not in args.explicit:
+            print(f"syncfs tracker: no tracker has listened with {state_dir} yet: this token assumes "
+                  f"port {args.port}", file=sys.stderr)
+        return invite_for(args, args.port, identity, secret)
+    host = written.host
+    if "advertise" in args.explicit or ("host" in args.explicit and args.host not in UNSPECIFIED):
+        host = invite_for(args, args.port, identity, secret).host
+    port = args.port if "port" in args.explicit else written.port
+    shared = secret.decode("utf-8", "replace") if "secret" in args.explicit else written.secret
+    return Invite(host, port, identity.id, shared)
+
+
+def stop(state_dir: Path, timeout: float = 10.0) -> int:
+    """``--stop``: SIGTERM the tracker running with ``state_dir`` and wait until it is gone."""
+    pid = running_pid(state_dir)
+    if pid is None:
+        print(f"syncfs tracker: no tracker runs with state dir {state_dir}", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running_pid(state_dir) == pid:
+        if time.monotonic() > deadline:
+            print(f"syncfs tracker: pid {pid} still runs after {timeout:g} s", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"syncfs tracker: stopped the tracker of {state_dir} (pid {pid})")
     return 0

@@ -114,6 +114,7 @@ class TrackerServer:
         interval: float = DEFAULT_INTERVAL,
         chunking: ChunkParams = DEFAULT_CHUNKING,
         queue_size: int = QUEUE_SIZE,
+        exit_when_idle: float | None = None,
     ) -> None:
         self.state = state
         self.secret = secret
@@ -127,6 +128,9 @@ class TrackerServer:
         self._online: dict[str, _Session] = {}
         self._handshakes = HandshakeSlots(MAX_PENDING, MAX_PENDING_PER_IP)
         self._revoked = state.revoked()
+        self.exit_when_idle = exit_when_idle
+        self._connections = 0  # open TCP connections, in the handshake or past it
+        self._last_contact = 0.0
 
     @property
     def online(self) -> list[PeerInfo]:
@@ -142,13 +146,31 @@ class TrackerServer:
         return max(MIN_SEND_TIMEOUT, self.silent_after)
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled, or (with ``exit_when_idle``) until no connection has been
+        open for that many seconds: then return."""
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         port = listeners[0].socket.getsockname()[1]
         log.info("tracker listening on %s:%d", self.host, port)
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
             nursery.start_soon(self._watch_revocations)
+            if self.exit_when_idle is not None:
+                nursery.start_soon(self._exit_when_idle, self.exit_when_idle, nursery.cancel_scope)
             task_status.started(port)
+
+    async def _exit_when_idle(self, idle: float, scope: trio.CancelScope) -> None:
+        """End ``run`` once no connection (a peer, or one being admitted) was open for ``idle``
+        seconds; any connection, even a probe, starts the count again."""
+        self._last_contact = trio.current_time()
+        while True:
+            now = trio.current_time()
+            if self._connections:
+                self._last_contact = now
+            elif now - self._last_contact >= idle:
+                log.info("no peer for %g s: stopping", idle)
+                scope.cancel()
+                return
+            await trio.sleep(min(1.0, idle / 4))
 
     async def _watch_revocations(self) -> None:
         """Pick up ``syncfs tracker --revoke`` (written to the state by another process)."""
@@ -172,6 +194,14 @@ class TrackerServer:
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         remote = remote_ip(stream)
+        self._connections += 1
+        try:
+            await self._serve_counted(stream, remote)
+        finally:
+            self._connections -= 1
+            self._last_contact = trio.current_time()
+
+    async def _serve_counted(self, stream: trio.SocketStream, remote: str) -> None:
         if len(self._online) >= MAX_SESSIONS:
             log.info("refused a connection from %s: too many connections", remote)
             await trio.aclose_forcefully(stream)
