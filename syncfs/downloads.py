@@ -146,7 +146,7 @@ class Downloader:
         with trio.move_on_after(timeout):
             # again until all are there at once: a fresh chunk whose write failed while
             # another chunk of the same read was on its way is neither fresh nor present
-            while wanted and not p.cancelled:
+            while wanted and not p.cancelled and not p.unobtainable:
                 if len(wanted) == 1:
                     await self._ensure_patiently(p, wanted[0], for_read)
                 else:
@@ -155,6 +155,9 @@ class Downloader:
                             nursery.start_soon(self._ensure_patiently, p, i, for_read)
                 wanted = [i for i in wanted if not p.has(i, for_read)]
         missing = [i for i in wanted if not p.has(i, for_read)]
+        if missing and p.unobtainable:
+            raise ChunkUnavailable(p.row.entry.chunks[missing[0]].digest,
+                                   f"{p.path}: replaced, and no holder has the version opened any more")
         if missing and p.cancelled:
             raise ChunkUnavailable(p.row.entry.chunks[missing[0]].digest, f"{p.path}: replaced by a newer version")
         if missing:
@@ -163,11 +166,15 @@ class Downloader:
 
     async def _ensure_patiently(self, p: Partial, i: int, for_read: bool = False) -> None:
         delay = 0.05
-        while not p.has(i, for_read) and not p.cancelled:
+        while not p.has(i, for_read) and not p.cancelled and not p.unobtainable:
             try:
                 await self._ensure_one(p, i, for_read)
             except ChunkUnavailable as exc:
                 p.fill.last_error = exc.why
+                if exc.lost and p.data_id in self.superseded:
+                    # replaced, and every holder has overwritten it too: waiting cannot help
+                    p.unobtainable = True
+                    return
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 

@@ -270,6 +270,7 @@ class Files:
                 self.store.mark_dirty(ino)
             os.truncate(self.store.data_path(node.data_id), size)
             fields["size"] = size
+            self.inodes.written(ino)  # a commit cutting the old length must not publish
             if live is not None:
                 live.size = size
             if mtime_ns is None and not self.kernel_mtime:

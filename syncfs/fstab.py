@@ -26,7 +26,7 @@ NO_TOKEN = frozenset({"none", "syncfs"})
 # ``syncfs mount`` options that take a value, and those that are flags
 VALUE_OPTIONS = frozenset({
     "tracker", "token", "advertise", "listen", "cache_dir", "secret", "config",
-    "fetch_timeout", "keep_replaced", "max_rate", "cache_size", "log_file", "log_level",
+    "fetch_timeout", "keep_replaced", "max_rate", "cache_size", "log_file", "log_level", "local_tracker_port",
 })  # fmt: skip
 FLAG_OPTIONS = frozenset({"on_demand", "allow_other", "foreground"})
 

@@ -38,6 +38,7 @@ class Partial:
     recorded_at: float = 0.0
     record_soon: bool = False  # a background _record is scheduled
     must_fill: bool = False  # fill even in --on-demand mode (renamed or changed here)
+    unobtainable: bool = False  # superseded, and no holder has its missing chunks any more
     repair: bool = False  # a complete local copy found corrupt: refetch, never drop
     fill: FillMachine = dataclasses.field(default_factory=FillMachine)
 
