@@ -126,7 +126,7 @@ async def serve(peer: Peer, ready_fd: int | None, *,
                                engine.downloader, engine.pinning, peer.server, link, current_log_file())
         handler = ControlHandler(engine.filler, engine.pinning, status, on_stop=on_signal)
         await nursery.start(ControlServer(engine.store.root, handler).run)
-        entry = register(peer.share_dir, engine.store.root)
+        entry = register(peer.share_dir, engine.store.root, current_log_file())
         try:
             nursery.start_soon(_stop_on_signal, on_signal)
             if ready_fd is not None:
