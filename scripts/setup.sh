@@ -5,14 +5,17 @@
 # pyproject.toml changed since the last successful install. Meant for root on Debian;
 # as another user it uses sudo for apt when something is missing.
 #
-# Environment: PYTHON (interpreter for the venv, default python3), SETUP_QUIET=1 (no
-# progress lines, errors still shown).
+# Environment: PYTHON (interpreter for the venv, default python3), SETUP_QUIET=1 (say
+# nothing when there is nothing to do; work that takes time is still announced, with
+# progress, and errors are still shown).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-say() { [[ "${SETUP_QUIET:-}" == 1 ]] || echo "setup: $*"; }
+say() { [[ "${SETUP_QUIET:-}" == 1 ]] || echo "setup: $*"; }  # nothing to do
+step() { echo "setup: $*"; worked=1; }                          # work that takes a while
+worked=0
 die() { echo "setup: error: $*" >&2; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive
@@ -44,7 +47,7 @@ for pkg in "${PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
-    say "installing ${missing[*]}"
+    step "installing ${missing[*]} (apt-get; this takes a minute)"
     if [[ "$(id -u)" != 0 && ${#SUDO[@]} == 0 ]]; then
         die "missing packages (${missing[*]}) and not root: install them and run again"
     fi
@@ -59,7 +62,7 @@ fi
     || die "$PYTHON is $("$PYTHON" -V 2>&1); syncfs needs Python >= 3.11 (set PYTHON=...)"
 
 if [[ ! -e /dev/fuse ]]; then
-    say "/dev/fuse missing: trying modprobe fuse"
+    step "/dev/fuse missing: trying modprobe fuse"
     "${SUDO[@]}" modprobe fuse 2>/dev/null || true
     [[ -e /dev/fuse ]] || echo "setup: warning: /dev/fuse is missing: mounts (and the end-to-end tests) cannot run" >&2
 fi
@@ -73,7 +76,7 @@ if [[ -L .venv ]]; then
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
-    say "creating .venv with $("$PYTHON" -V 2>&1)"
+    step "creating .venv with $("$PYTHON" -V 2>&1)"
     rm -rf .venv
     "$PYTHON" -m venv .venv
 fi
@@ -83,10 +86,27 @@ want="$( (sha256sum pyproject.toml; .venv/bin/python -V) 2>&1 | sha256sum | cut 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
     say "python dependencies up to date"
 else
-    say "pip install -e '.[test]' (pyfuse3 compiles: takes a minute the first time)"
+    step "pip install -e '.[test]' into .venv (the first time pyfuse3 compiles: about a minute)"
     rm -f "$STAMP"
     log="$(mktemp)"
-    if ! .venv/bin/python -m pip install --disable-pip-version-check -q -e '.[test]' >"$log" 2>&1; then
+    # progress: pip's own lines about each package, and a tick every 10 s while one builds
+    # (short sleeps: a killed ticker leaves no sleep behind holding the output open)
+    start=$SECONDS
+    (while sleep 1; do
+        if (((SECONDS - start) % 10 == 0)); then echo "setup:   ... still working ($((SECONDS - start)) s)"; fi
+    done) &
+    ticker=$!
+    trap 'kill "$ticker" 2>/dev/null || true' EXIT
+    set +e
+    .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -e '.[test]' 2>&1 \
+        | tee "$log" \
+        | { grep --line-buffered -E '^(Collecting|Building wheel for|Successfully installed)' || true; } \
+        | sed -u -e 's/ (from .*//' -e 's/^Successfully installed .*/installed/' -e 's/^/setup:   /'
+    status=${PIPESTATUS[0]}
+    set -e
+    kill "$ticker" 2>/dev/null || true
+    trap - EXIT
+    if ((status != 0)); then
         cat "$log" >&2
         rm -f "$log"
         die "pip install failed"
@@ -94,4 +114,4 @@ else
     rm -f "$log"
     echo "$want" >"$STAMP"
 fi
-say "ready"
+if ((worked)); then step "ready"; else say "ready"; fi

@@ -1,6 +1,7 @@
 """The ``syncfs`` command: ``mount`` a share, run a ``tracker``."""
 
 import argparse
+import errno
 import logging
 import os
 import subprocess
@@ -31,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="syncfs", description="Keep one directory tree identical across machines.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("tracker", help="run the tracker (see: syncfs tracker --help)")
-    m = sub.add_parser("mount", help="mount a share at DIR")
-    m.add_argument("directory", nargs="?", help="mount point (an existing empty directory)")
+    m = sub.add_parser("mount", help="mount a share at DIR", usage="syncfs mount DIR [options]",
+                       description="Mount the share at DIR and keep it in sync; returns once it is mounted "
+                       "(the mount runs on in the background unless --foreground).")
+    m.add_argument("directory", nargs="?", metavar="DIR",
+                   help="mount point: an existing empty directory (required; may come from 'directory' in --config)")
     _peer_options(m)
     m.add_argument("--allow-other", action="store_true", default=None,
                    help="let other users enter the mount (needs user_allow_other in /etc/fuse.conf unless root); "
@@ -42,20 +46,23 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--cache-size", metavar="SIZE",
                    help="with --on-demand: keep at most this much file data (e.g. 200M, 2G), freeing the least "
                    "recently used unpinned files that another online peer holds")
-    w = sub.add_parser("sync", help="keep an ordinary directory in the share (for hosts without FUSE)")
-    w.add_argument("directory", nargs="?", help="the directory to keep in the share (may hold files already)")
+    w = sub.add_parser("sync", help="keep an ordinary directory in the share (for hosts without FUSE)",
+                       usage="syncfs sync DIR [options]")
+    w.add_argument("directory", nargs="?", metavar="DIR",
+                   help="the directory to keep in the share, which may hold files already "
+                   "(required; may come from 'directory' in --config)")
     _peer_options(w)
     st = sub.add_parser("status", help="what a running mount is doing")
-    st.add_argument("directory", nargs="?", help="the mount point or a directory inside it")
+    st.add_argument("directory", nargs="?", metavar="DIR", help="the mount point or a directory inside it")
     st.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     st.add_argument("--once", action="store_true", help="print once, without live progress")
     pa = sub.add_parser("pause", help="stop background downloads and uploads of file contents")
-    pa.add_argument("directory", nargs="?")
+    pa.add_argument("directory", nargs="?", metavar="DIR", help="the mount point (default: the only running mount)")
     pa.add_argument("--hard", action="store_true", help="reads of files not yet local fail too")
     re_ = sub.add_parser("resume", help="carry on with transfers")
-    re_.add_argument("directory", nargs="?")
+    re_.add_argument("directory", nargs="?", metavar="DIR", help="the mount point (default: the only running mount)")
     so = sub.add_parser("stop", help="stop a running mount (it unmounts) or watched directory")
-    so.add_argument("directory", nargs="?")
+    so.add_argument("directory", nargs="?", metavar="DIR", help="the mount point or watched directory (default: the only running one); a dead mount (its process was killed) is cleaned up")
     pi = sub.add_parser("pin", help="keep files local (directories: everything in them), fetching what is missing")
     pi.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a running mount")
     un = sub.add_parser("unpin", help="make files online-only again, freeing their space once another peer holds them")
@@ -119,22 +126,26 @@ def _peer_options(p: argparse.ArgumentParser) -> None:
     """The options every kind of peer takes (a mount, a watched directory)."""
     p.add_argument("--tracker", metavar="TOKEN",
                    help="the share's join token (syncfs tracker --print-invite); without it a local tracker is started")
-    p.add_argument("--token", help="the join token (same as --tracker TOKEN)")
+    p.add_argument("--token", metavar="TOKEN", help="the join token (same as --tracker TOKEN)")
     p.add_argument("--local-tracker-port", type=int, metavar="PORT",
                    help="without --tracker: the port of the local tracker on 127.0.0.1 (default 7370)")
-    p.add_argument("--advertise", help="ADDR[:PORT] other peers reach this one's chunk server at (default: --listen)")
-    p.add_argument("--listen", help="ADDR[:PORT] to serve chunks on and connect from (default: all addresses, a free port)")
-    p.add_argument("--cache-dir", help="where the local store lives (default: under the XDG data directory)")
-    p.add_argument("--secret", help="the share secret (default: the join token's, or the local tracker's)")
-    p.add_argument("--config", help="a TOML file, or a key=value file such as config.dat")
-    p.add_argument("--fetch-timeout", type=float, help="seconds a read waits for missing chunks before EIO (default 30)")
+    p.add_argument("--advertise", metavar="ADDR[:PORT]", help="ADDR[:PORT] other peers reach this one's chunk server at (default: --listen)")
+    p.add_argument("--listen", metavar="ADDR[:PORT]", help="ADDR[:PORT] to serve chunks on and connect from (default: all addresses, a free port)")
+    p.add_argument("--cache-dir", metavar="DIR", help="where the local store lives (default: under the XDG data directory)")
+    p.add_argument("--secret", metavar="SECRET", help="the share secret (default: the join token's, or the local tracker's)")
+    p.add_argument("--config", metavar="FILE", help="a TOML file, or a key=value file such as config.dat")
+    p.add_argument("--fetch-timeout", type=float, metavar="SECONDS", help="seconds a read waits for missing chunks before EIO (default 30)")
     p.add_argument("--keep-replaced", type=float, metavar="SECONDS",
                    help="how long the bytes of a version replaced here stay fetchable by peers "
                         "still reading it (default 60)")
-    p.add_argument("--max-rate", help="limit downloads to this many bytes per second (e.g. 500K, 20M)")
+    p.add_argument("--max-rate", metavar="RATE", help="limit downloads to this many bytes per second (e.g. 500K, 20M)")
     p.add_argument("--foreground", action="store_true", help="stay attached instead of running in the background")
-    p.add_argument("--log-file")
-    p.add_argument("--log-level")
+    p.add_argument("--log-file", metavar="FILE",
+                   help="where the peer logs (default: in the background, a file under the XDG state directory, "
+                   "named by 'syncfs status'; with --foreground, the terminal)")
+    p.add_argument("--log-level", metavar="LEVEL", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                   help="how much to log: DEBUG, INFO (the default), WARNING or ERROR; DEBUG adds every commit "
+                   "and transfer")
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
 
@@ -157,14 +168,35 @@ def _is_syncfs_mount(directory: Path) -> bool:
 
 
 def check_mountpoint(mountpoint: Path) -> None:
-    if not mountpoint.exists():
-        raise ConfigError(f"mount point {mountpoint} does not exist")
-    if not mountpoint.is_dir():
-        raise ConfigError(f"mount point {mountpoint} is not a directory")
-    if os.path.ismount(mountpoint):
-        raise ConfigError(f"{mountpoint} is already a mount point")
-    if any(mountpoint.iterdir()):
-        raise ConfigError(f"mount point {mountpoint} is not empty")
+    """Refuse a mount point syncfs cannot mount on; clean up a dead one that a syncfs
+    process left behind (killed or crashed), saying so on stderr."""
+    from . import deadmount
+
+    left = deadmount.at(mountpoint)
+    if left is not None:
+        try:
+            how = deadmount.clean(left)
+        except deadmount.CleanupFailed as exc:
+            raise ConfigError(f"{exc}; unmount it by hand (fusermount3 -uz {mountpoint}), then mount again") from None
+        pid = f" (pid {left.pid})" if left.pid is not None else ""
+        print(f"syncfs: {mountpoint} was a dead mount: its syncfs process{pid} had ended without unmounting; "
+              f"cleaned it up ({how}) and mounting again", file=sys.stderr)
+    try:
+        if not mountpoint.exists():
+            raise ConfigError(f"mount point {mountpoint} does not exist")
+        if not mountpoint.is_dir():
+            raise ConfigError(f"mount point {mountpoint} is not a directory")
+        if os.path.ismount(mountpoint):
+            raise ConfigError(f"{mountpoint} is already a mount point"
+                              + (" (a running syncfs mount: syncfs stop it first)" if _is_syncfs_mount(mountpoint) else ""))
+        if any(mountpoint.iterdir()):
+            raise ConfigError(f"mount point {mountpoint} is not empty")
+    except OSError as exc:
+        hint = ""
+        if exc.errno in (errno.ENOTCONN, errno.ECONNABORTED):
+            hint = (f": a dead mount of another program, or inside one; unmount it (fusermount3 -uz "
+                    f"{exc.filename or mountpoint}), then mount again")
+        raise ConfigError(f"cannot use mount point {mountpoint}: {exc.strerror or exc}{hint}") from None
 
 
 def spawn_background(argv: list[str], cfg: MountConfig, mountpoint: Path, done: str) -> int:

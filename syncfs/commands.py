@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import deadmount
 from .control import ControlError, alive, find_mount, request
 
 
@@ -19,9 +20,13 @@ def resume(directory: str | None) -> int:
 
 
 def stop(directory: str | None, timeout: float = 30.0) -> int:
-    """Ask a running peer to end (a mount unmounts) and wait until its process is gone."""
+    """Ask a running peer to end (a mount unmounts) and wait until its process is gone;
+    clean up what one that is gone left behind (a dead mount point)."""
     try:
         mount = find_mount(Path(directory) if directory else None)
+    except ControlError as exc:
+        return _clean_leftover(directory, exc)
+    try:
         answer = request(Path(mount["store"]), {"t": "stop"})
     except ControlError as exc:
         print(f"syncfs: {exc}", file=sys.stderr)
@@ -34,6 +39,32 @@ def stop(directory: str | None, timeout: float = 30.0) -> int:
             return 1
         time.sleep(0.05)
     print(f"syncfs: {mount['mountpoint']}: stopped")
+    return 0
+
+
+def _clean_leftover(directory: str | None, not_running: ControlError) -> int:
+    """``syncfs stop`` where no process runs: a dead mount is unmounted, a registry entry
+    of a process that is gone is forgotten, each said with what its log last said."""
+    left = deadmount.named(directory)
+    if not left:
+        print(f"syncfs: {not_running}", file=sys.stderr)
+        return 1
+    if len(left) > 1:
+        print("syncfs: no syncfs mount is running; several were left behind by processes that are gone, "
+              "name one: " + ", ".join(str(one.path) for one in left), file=sys.stderr)
+        return 1
+    one = left[0]
+    print(f"syncfs: {one.describe()}")
+    try:
+        how = deadmount.clean(one)
+    except deadmount.CleanupFailed as exc:
+        print(f"syncfs: {exc}", file=sys.stderr)
+        return 1
+    if one.dead_mount:
+        print(f"syncfs: {one.path}: unmounted the dead mount ({how}); nothing committed is lost, "
+              "and mounting again resumes what was downloading")
+    else:
+        print(f"syncfs: {one.path}: was not running; forgot it")
     return 0
 
 

@@ -66,6 +66,11 @@ class LocalCommits:
 
     def commit(self, node: Node, base: dict[str, int] | None = None) -> None:
         """Record ``node`` as a new local version and queue it for the tracker."""
+        if not node.path:
+            # the share's root is no entry of the table (the tracker refuses the empty path):
+            # its mode and times stay local, as 'rsync -a SRC/ MOUNT/' sets them
+            log.debug("attributes of the share's root stay local")
+            return
         if self._ignores.ignored(node.path, node.kind):
             return  # stays local to this peer
         version = bump(node.version if base is None else base, self.peer_id)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import time
@@ -168,7 +169,7 @@ def _key(mountpoint: Path) -> str:
 _replaced: dict[Path, str] = {}  # entry -> the live mount's entry that register() replaced
 
 
-def register(mountpoint: Path, store_dir: Path) -> Path:
+def register(mountpoint: Path, store_dir: Path, log_file: str = "") -> Path:
     reg = _registry()
     reg.mkdir(parents=True, exist_ok=True, mode=0o700)
     entry = reg / f"{_key(mountpoint)}.json"
@@ -177,7 +178,7 @@ def register(mountpoint: Path, store_dir: Path) -> Path:
         if _is_mount_process(json.loads(previous)):
             _replaced[entry] = previous  # a mount of the same directory: back when this one stops
     info = {"mountpoint": str(mountpoint), "store": str(store_dir), "pid": os.getpid(),
-            "started": process_start_time(os.getpid())}
+            "started": process_start_time(os.getpid()), "log": log_file}
     _write_entry(entry, json.dumps(info))
     return entry
 
@@ -205,33 +206,79 @@ def _write_entry(entry: Path, text: str) -> None:
     os.replace(tmp, entry)
 
 
-def registered() -> list[dict[str, Any]]:
-    """Mounts whose process is alive, oldest first. What processes that are gone left
-    behind (killed or crashed, they could not remove it) is removed once it is
-    STALE_ENTRY_AGE old, so that it does not pile up: a younger one may be a mount that is
-    writing its entry now."""
-    out: list[dict[str, Any]] = []
+def _entries() -> list[tuple[os.stat_result, Path, dict[str, Any]]]:
+    """Every registry entry that can be read, oldest first."""
     reg = _registry()
     if not reg.is_dir():
-        return out
+        return []
     entries = []
     for entry in reg.glob("*.json"):
         try:
             st = entry.stat()
-            entries.append((st, entry, json.loads(entry.read_text())))
+            info = json.loads(entry.read_text())
         except (OSError, ValueError):
             continue
-    for st, entry, info in sorted(entries, key=lambda e: e[0].st_mtime_ns):
+        if isinstance(info, dict):
+            entries.append((st, entry, info))
+    return sorted(entries, key=lambda e: e[0].st_mtime_ns)
+
+
+def registered() -> list[dict[str, Any]]:
+    """Mounts whose process is alive, oldest first. What processes that are gone left
+    behind (killed or crashed, they could not remove it) is removed once it is
+    STALE_ENTRY_AGE old, so that it does not pile up: a younger one may be a mount that is
+    writing its entry now. An entry whose mount point is still mounted (dead) stays: it
+    tells ``syncfs status`` and ``stop`` what happened there."""
+    out: list[dict[str, Any]] = []
+    mounted = syncfs_mount_points()
+    for st, entry, info in _entries():
         if _is_mount_process(info):
             out.append(info)
-        elif time.time() - st.st_mtime > STALE_ENTRY_AGE:
+        elif time.time() - st.st_mtime > STALE_ENTRY_AGE and info.get("mountpoint") not in mounted:
             _remove_if_unchanged(entry, st)
-    for tmp in reg.glob("*.tmp"):  # left by a register() that was killed mid-way
+    reg = _registry()
+    for tmp in reg.glob("*.tmp") if reg.is_dir() else ():  # left by a register() that was killed mid-way
         with contextlib.suppress(OSError):
             st = tmp.stat()
             if time.time() - st.st_mtime > STALE_ENTRY_AGE:
                 _remove_if_unchanged(tmp, st)
     return out
+
+
+def gone() -> list[tuple[Path, dict[str, Any]]]:
+    """The entries (file, contents) of processes that ended without removing them."""
+    return [(entry, info) for _, entry, info in _entries() if not _is_mount_process(info)]
+
+
+def forget(entry: Path, info: dict[str, Any]) -> None:
+    """Remove the entry of a process that is gone (unless a new mount has replaced it)."""
+    with contextlib.suppress(OSError, ValueError):
+        st = entry.stat()
+        if json.loads(entry.read_text()) == info:
+            _remove_if_unchanged(entry, st)
+
+
+FUSE_TYPE = "fuse.syncfs"  # the type a syncfs mount has in /proc/self/mountinfo
+
+
+def syncfs_mount_points() -> set[str]:
+    """The paths at which /proc/self/mountinfo lists a syncfs FUSE mount (live or dead)."""
+    found: set[str] = set()
+    try:
+        with open("/proc/self/mountinfo", errors="surrogateescape") as f:
+            for line in f:
+                fields = line.split()
+                with contextlib.suppress(ValueError, IndexError):
+                    if fields[fields.index("-") + 1] == FUSE_TYPE:
+                        found.add(_unescape(fields[4]))
+    except OSError:
+        pass
+    return found
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _is_mount_process(info: dict[str, Any]) -> bool:

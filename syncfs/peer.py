@@ -154,7 +154,7 @@ async def _run_services(peer: Peer, link: TrackerLink, joined: Joined | None, nu
                            engine.downloader, engine.pinning, peer.server, link, current_log_file())
     handler = ControlHandler(engine.filler, engine.pinning, status, on_stop=on_signal)
     await nursery.start(ControlServer(engine.store.root, handler).run)
-    entry = register(peer.share_dir, engine.store.root)
+    entry = register(peer.share_dir, engine.store.root, current_log_file())
     try:
         nursery.start_soon(_stop_on_signal, on_signal)
         tell_ready(ready_fd, warnings)

@@ -19,15 +19,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from . import deadmount
 from .control import ControlError, find_mount, request
 
 REFRESH = 0.25
-
-
-def _status(directory: str | None) -> tuple[dict[str, Any], Path]:
-    mount = find_mount(Path(directory) if directory else None)
-    store = Path(mount["store"])
-    return request(store, {"t": "status"}), store
 
 
 def summary(s: dict[str, Any]) -> Text:
@@ -64,23 +59,38 @@ def summary(s: dict[str, Any]) -> Text:
 
 def show_status(directory: str | None, as_json: bool, once: bool) -> int:
     try:
-        s, store = _status(directory)
+        mount = find_mount(Path(directory) if directory else None)
+    except ControlError as exc:
+        left = deadmount.named(directory)
+        if not left:
+            print(f"syncfs: {exc}", file=sys.stderr)
+        for one in left:
+            fix = "syncfs stop DIR cleans it up; syncfs mount DIR cleans it and mounts again" if one.dead_mount \
+                else "start it again"
+            print(f"syncfs: {one.describe()}\n  ({fix})".replace("DIR", str(one.path)), file=sys.stderr)
+        return 1
+    store = Path(mount["store"])
+    try:
+        s = request(store, {"t": "status"})
     except ControlError as exc:
         print(f"syncfs: {exc}", file=sys.stderr)
         return 1
     if as_json:
         print(json.dumps(s, indent=2))
         return 0
-    console = Console()
+    console = Console(markup=False, highlight=False)
+    if not console.is_terminal:
+        # piped or redirected: whole lines, never cut or wrapped at some assumed width
+        console = Console(markup=False, highlight=False, soft_wrap=True)
     active = [f for f in s["stale"] if f["state"] == "downloading"]
     if once or not active or not console.is_terminal:
         console.print(summary(s))
         for f in s["stale"]:
-            console.print(f"  {f['state']:<12} {f['path']}  {f['bytes_present']:,}/{f['size']:,} B"
-                          + (f"  ({f['last_error']})" if f["last_error"] else ""))
+            console.print(Text(f"  {f['state']:<12} {f['path']}  {f['bytes_present']:,}/{f['size']:,} B"
+                               + (f"  ({f['last_error']})" if f["last_error"] else "")))
         return 0
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
         TimeRemainingColumn(), console=console,
     )
     tasks: dict[str, Any] = {}
