@@ -144,6 +144,7 @@ class Files:
             return
         if handle.data_id in self._downloader.superseded and handle.data_id not in self.inodes.open_data():
             self._downloader.drop(handle.data_id)  # its last reader is gone
+            self.inodes.trash_changed()
             self._downloader.wake.set()
         if not handle.writable:
             return

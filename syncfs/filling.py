@@ -28,6 +28,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 MAX_DOWNLOADS = 4
+SPACE_CHECK = 1.0  # seconds between looks at the disk's free space while files are kept
 
 
 class FillScheduler:
@@ -46,6 +47,7 @@ class FillScheduler:
         self._completed = completed
         self.on_demand = on_demand
         self.peer_id = store.peer_id
+        self._space_checked = float("-inf")
         self.fills_held = False  # a front end that must look first (a watched directory)
 
     # -- pausing ---------------------------------------------------------------------------
@@ -101,25 +103,32 @@ class FillScheduler:
                 nursery.start_soon(self._fill, p)
             # old versions are kept while a download may still copy chunks from them: until
             # every waiting one has had its first try (which copies all local chunks)
-            if not running and all(p.fill.attempted or not self.wanted(p) for p in partials) \
-                    and self._store.trash_ids():
+            if not running and all(p.fill.attempted or not self.wanted(p) for p in partials):
                 next_retry = min(next_retry, self._purge_trash(now))
             with trio.move_on_at(next_retry):
                 await wake.wait()
 
     def _purge_trash(self, now: float) -> float:
         """Delete the data files no version uses, but those still open here and (while the
-        disk has room) those kept for peers still fetching a replaced version; returns when
-        to look again."""
-        keep, until = self._inodes.kept(now)
-        if self._store.low_on_space():
-            keep, until = self._inodes.open_data(), float("inf")
-        before = len(self._store.trash_ids())
-        with self._store.transaction():
-            self._store.trash_purge(keep)
-        if len(self._store.trash_ids()) < before:
-            self._downloader.retry_all()  # space came back: downloads that ran out of it retry
-        return until
+        disk has room) those kept for peers still fetching a replaced version, when that can
+        delete something (``Inodes.purge_due``, or the disk is low); returns when to look
+        again: while files are kept, the disk's free space is looked at once a second."""
+        low = False
+        if self._inodes.trash_grew() or now >= self._space_checked + SPACE_CHECK:
+            self._space_checked = now
+            low = self._store.low_on_space()
+        if self._inodes.purge_due() <= now or low:
+            keep = self._inodes.kept(now)  # what expired may go
+            if low:
+                keep = self._inodes.open_data()
+            trashed = self._store.trash_ids()
+            if trashed:
+                with self._store.transaction():
+                    self._store.trash_purge(keep)
+                if any(d not in keep for d in trashed):
+                    self._downloader.retry_all()  # space came back: downloads that ran out of it retry
+        again = self._inodes.purge_due()
+        return min(again, now + SPACE_CHECK) if self._inodes.kept_until else again
 
     async def _fill(self, p: Partial) -> None:
         try:

@@ -79,6 +79,8 @@ class Inodes:
         # replaced versions' data files kept servable (trio time until which): a peer that
         # opened such a version may still be fetching it
         self.kept_until: dict[int, float] = {}
+        self._purge_now = True  # at start: what the last run left in the trash
+        self._trash_grew = False  # since the last trash_grew()
         # paths whose local writer or commit finished: a remote row may have waited for them
         self.settled: dict[str, None] = {}
         self.settled_wake = Wakeup()
@@ -184,13 +186,31 @@ class Inodes:
 
     def keep_for_fetchers(self, data_id: int, now: float) -> None:
         self.kept_until[data_id] = now + self._keep_replaced
+        self._trash_grew = True
 
-    def kept(self, now: float) -> tuple[set[int], float]:
-        """The trashed data files that must stay (open here, or kept for fetchers), and
-        when the next one of those kept for fetchers may go."""
+    def trash_grew(self) -> bool:
+        """Whether a file was kept in the trash since the last call (the disk may be low)."""
+        grew, self._trash_grew = self._trash_grew, False
+        return grew
+
+    def trash_changed(self) -> None:
+        """Something in the trash may be deleted now (a file kept open here was closed)."""
+        self._purge_now = True
+
+    def purge_due(self) -> float:
+        """When a purge of the trash may next delete something: at once after a change that
+        let a file go, else when the first file kept for fetchers expires. Purging only
+        then keeps a burst of deletes (each one trashed and kept) from rescanning the trash
+        once per delete."""
+        return 0.0 if self._purge_now else min(self.kept_until.values(), default=float("inf"))
+
+    def kept(self, now: float) -> set[int]:
+        """The trashed data files that must stay now: open here, or kept for fetchers. A purge
+        follows: what may go is gone after it."""
+        self._purge_now = False
         for data_id in [d for d, until in self.kept_until.items() if until <= now]:
             del self.kept_until[data_id]
-        return self.open_data() | set(self.kept_until), min(self.kept_until.values(), default=float("inf"))
+        return self.open_data() | set(self.kept_until)
 
     # -- local changes not committed yet ---------------------------------------------------
 
