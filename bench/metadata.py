@@ -19,8 +19,9 @@ whole tree with the right sizes (polled), mount → mount and watched directory
 (``syncfs sync``) → mount, against unpacking into a plain directory and streaming it with
 ``tar`` over a loopback TCP socket into another (a pair of processes).
 
-Then, unless ``--no-profile``, one more pass of each step with ``SYNCFS_PROFILE`` (the
-mount's per-handler timing) and py-spy (if installed) on the peers, reported as notes.
+Then, unless ``--no-profile``, one more pass of each step with the peers restarted under
+cProfile and the mount with ``SYNCFS_PROFILE`` (its per-handler timing), reported as notes
+(bench/profiles.py).
 Processes are started as the end-to-end tests start them (tests/harness.py), under one temp
 dir, and always unmounted and killed; results are appended to bench/RESULTS.md.
 """
@@ -49,7 +50,7 @@ for _p in (ROOT, ROOT / "tests", ROOT / "bench"):
         sys.path.insert(0, str(_p))
 from floors import MinimalFuse, end, first_line, start_script  # noqa: E402
 from harness import Cluster, PeerProc, fuse_unavailable_reason, wait_for  # noqa: E402
-from profiles import PySpy, handler_lines, pyspy_binary, shares  # noqa: E402
+from profiles import ProfiledPeer, ProfiledSync, handler_lines, shares  # noqa: E402
 from transfer import FLOOR, Report, Row, append_results, load, machine, others_running, secs, status  # noqa: E402
 
 from syncfs.profiling import ENV as PROFILE_ENV  # noqa: E402
@@ -243,24 +244,26 @@ class Bench:
     times: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # target -> step -> seconds
     clusters: list[Cluster] = field(default_factory=list)
     floors: list[MinimalFuse] = field(default_factory=list)
-    spies: list[PySpy] = field(default_factory=list)
 
     def add(self, target: str, name: str, seconds: float) -> None:
         self.times.setdefault(target, {}).setdefault(name, []).append(seconds)
         print(f"    {target:8} {name:6} {secs(seconds)}", flush=True)
 
     def cluster(self, name: str, *, watched_origin: bool) -> Cluster:
-        """A tracker, the origin (a mount, or a watched directory) and a second mount."""
+        """A tracker, the origin (a mount, or a watched directory) and a second mount, as
+        ``Cluster.add_peer`` makes them but able to run under cProfile."""
         c = Cluster(self.top / name)
         self.clusters.append(c)
         c.tracker.start()
-        c.add_peer(watched=watched_origin)
-        c.add_peer()
+        for cls, prefix in ((ProfiledSync, "s") if watched_origin else (ProfiledPeer, "p"), (ProfiledPeer, "p")):
+            index = len(c.peers) + 1
+            peer = cls(index, c.tmp_path / f"{prefix}{index}", c.tracker)
+            c.peers.append(peer)
+            c.logs.procs.append(peer)
+            peer.start()
         return c
 
     def close_all(self) -> None:
-        for s in self.spies:
-            s.stop()
         for f in self.floors:
             f.close()
         for c in self.clusters:
@@ -269,22 +272,24 @@ class Bench:
             if problems:
                 self.report.note(f"{c.tmp_path.name}: {len(problems)} error record(s) in logs, first: "
                                  f"`{problems[0].splitlines()[0][:200]}`")
-        self.spies.clear()
         self.floors.clear()
         self.clusters.clear()
 
-    def spy(self, pid: int | None, out: Path) -> PySpy | None:
-        if not self.profile or pid is None or pyspy_binary() is None:
-            return None
-        s = PySpy(pid, out)
-        self.spies.append(s)
-        time.sleep(0.5)  # attached before the work starts
-        return s
-
-    def stop_spy(self, s: PySpy | None, label: str) -> None:
-        if s is not None:
-            self.spies.remove(s)
-            self.report.note(f"py-spy {label}: {shares(s.stop())}")
+    @staticmethod
+    def restart(peers: Sequence[PeerProc], cprofile: Sequence[Path | None], handlers: Path | None = None) -> None:
+        """Stop ``peers`` (which writes the profiles of their last run), start them again
+        under cProfile into ``cprofile``; the first with SYNCFS_PROFILE=``handlers``."""
+        for p in peers:
+            p.stop()
+        for i, (p, out) in enumerate(zip(peers, cprofile, strict=True)):
+            assert isinstance(p, (ProfiledPeer, ProfiledSync))
+            p.cprofile = out
+            if handlers is not None and i == 0:
+                os.environ[PROFILE_ENV] = str(handlers)
+            try:
+                p.start()
+            finally:
+                os.environ.pop(PROFILE_ENV, None)
 
     # the work in three places -------------------------------------------------------------
 
@@ -325,25 +330,19 @@ class Bench:
         prof = self.top / "profiles"
         prof.mkdir(exist_ok=True)
         for name in STEPS:
-            p1.stop()
-            os.environ[PROFILE_ENV] = str(prof / f"{name}-p1.json")
-            try:
-                p1.start()
-            finally:
-                os.environ.pop(PROFILE_ENV, None)
+            out = [prof / f"{name}-p1.prof", prof / f"{name}-p2.prof"]
+            self.restart([p1, p2], out, prof / f"{name}-p1.json")
             self.settle(p1, p2, f"profiled {name}")
-            s1 = self.spy(p1.pid, prof / f"{name}-p1.txt")
-            s2 = self.spy(p2.pid, prof / f"{name}-p2.txt")
             took = step(name, p1.mnt, self.tree)
             t_local = time.perf_counter()
             if name in ("tar", "small", "rm"):
                 self.settle(p1, p2, f"profiled {name} (applied on p2)")
-            self.stop_spy(s1, f"{name}, p1 (the mount doing it; {secs(took)})")
-            self.stop_spy(s2, f"{name}, p2 (applying it; settled {secs(time.perf_counter() - t_local)} "
-                              "after the step)")
-            p1.stop()  # writes the handler profile
-            self.report.note(f"SYNCFS_PROFILE {name} on p1 ({secs(took)}): "
-                             f"{handler_lines(prof / f'{name}-p1.json')}")
+            after = time.perf_counter() - t_local
+            self.restart([p1, p2], [None, None])
+            self.report.note(f"profiled {name} ({secs(took)} under cProfile; p2 settled {secs(after)} after it). "
+                             f"SYNCFS_PROFILE on p1: {handler_lines(prof / f'{name}-p1.json')}. "
+                             f"cProfile p1 (the mount doing it): {shares(out[0])}. "
+                             f"cProfile p2 (applying what p1 sent): {shares(out[1])}")
 
     # end to end ---------------------------------------------------------------------------
 
@@ -356,17 +355,21 @@ class Bench:
             base.close()
         c = self.cluster("watched", watched_origin=True)
         s1, p2 = c.peers
+        out = [self.top / "w-s1.prof", self.top / "w-p2.prof"]
         for run in range(self.runs + (1 if self.profile else 0)):
             profiled = run == self.runs
+            if profiled:
+                self.restart([s1, p2], out)
             self.settle(s1, p2, "watched e2e")
-            spies = (self.spy(s1.pid, self.top / "w-s1.txt"), self.spy(p2.pid, self.top / "w-p2.txt")) \
-                if profiled else (None, None)
             t0 = time.perf_counter()
             took = step("tar", s1.mnt, self.tree)
             done = wait_tree(p2.path("tree"), self.tree.expected, SETTLE_TIMEOUT)
             if profiled:
-                self.stop_spy(spies[0], f"watched → mount, s1 (sending; unpack {secs(took)})")
-                self.stop_spy(spies[1], f"watched → mount, p2 (applying; listed all {secs(done - t0)} after start)")
+                self.settle(s1, p2, "profiled watched e2e (complete on p2)")
+                self.restart([s1, p2], [None, None])
+                self.report.note(f"profiled watched → mount (unpack {secs(took)}, p2 listed all {secs(done - t0)} "
+                                 f"after the start, under cProfile). cProfile s1 (the watched directory sending): "
+                                 f"{shares(out[0])}. cProfile p2 (applying): {shares(out[1])}")
             else:
                 self.add("w2m", "e2e", done - t0)
                 self.add("w2m", "unpack", took)
