@@ -9,10 +9,12 @@ bytes, only what every syncfs transfer must do, with none of syncfs's own code:
   and by the receiver (which writes it to a file): item 1's floor.
 - ``TlsFloor.fetch``: one chunk asked for and answered over an open TLS link, read and
   hashed by the holder, hashed and written by the asker: item 6b's floor, FUSE excluded.
-- ``MinimalFuse``: a pyfuse3 file system of ~60 lines that writes each request straight
-  to a backing file, with the same options as the mount (writeback cache, user.* xattrs
-  answered, so the kernel asks for security.capability on every write(2) as it does of
-  syncfs): item 3's floor for a Python FUSE daemon on this libfuse.
+- ``MinimalFuse``: a pyfuse3 passthrough of ~150 lines that hands each request straight
+  to the directory tree below it (inode numbers kept in two dicts, attributes from
+  ``lstat``), with the same options as the mount (writeback cache, 1 s entry and
+  attribute timeouts, user.* xattrs answered, so the kernel asks for security.capability
+  on every write(2) as it does of syncfs): item 3's floor for a Python FUSE daemon on this
+  libfuse, and bench/metadata.py's for trees of small files.
 
 Blocking sockets and plain loops: these are yardsticks, not designs.
 """
@@ -204,49 +206,128 @@ _MINIMAL_FUSE = r'''
 import errno, os, stat, sys
 import pyfuse3, trio
 
+TIMEOUT = 1.0  # syncfs's ATTR_TIMEOUT, for entries and attributes alike
+
+
+def errnos(fn):
+    async def handler(*args):
+        try:
+            return await fn(*args)
+        except OSError as exc:
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except KeyError:  # an inode whose name is gone
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+    return handler
+
 
 class Passthrough(pyfuse3.Operations):
     enable_writeback_cache = True
 
     def __init__(self, back):
         super().__init__()
-        self.back, self.names, self.paths, self.next = back, {}, {}, pyfuse3.ROOT_INODE + 1
+        self.paths, self.inos, self.next = {pyfuse3.ROOT_INODE: back}, {back: pyfuse3.ROOT_INODE}, pyfuse3.ROOT_INODE + 1
 
-    def _attr(self, ino):
+    def _ino(self, path):
+        if path not in self.inos:
+            self.inos[path], self.paths[self.next], self.next = self.next, path, self.next + 1
+        return self.inos[path]
+
+    def _child(self, parent, name):
+        return os.path.join(self.paths[parent], os.fsdecode(name))
+
+    def _gone(self, path):
+        for p in [p for p in self.inos if p == path or p.startswith(path + "/")]:
+            del self.paths[self.inos.pop(p)]
+
+    def _attr(self, ino, st=None):
+        st = st or os.lstat(self.paths[ino])
         a = pyfuse3.EntryAttributes()
-        if ino == pyfuse3.ROOT_INODE:
-            a.st_mode, a.st_nlink = stat.S_IFDIR | 0o755, 2
-        else:
-            try:
-                st = os.stat(self.paths[ino])
-            except FileNotFoundError:  # unlinked, still open
-                st = os.stat(self.back)
-            a.st_mode, a.st_nlink, a.st_size = stat.S_IFREG | 0o644, 1, st.st_size
-            a.st_mtime_ns = a.st_ctime_ns = a.st_atime_ns = st.st_mtime_ns
-        a.st_ino, a.attr_timeout, a.entry_timeout = ino, 1.0, 1.0
+        for k in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks",
+                  "st_atime_ns", "st_mtime_ns", "st_ctime_ns"):
+            setattr(a, k, getattr(st, k))
+        a.st_ino, a.st_blksize, a.attr_timeout, a.entry_timeout = ino, 4096, TIMEOUT, TIMEOUT
         return a
 
     async def getattr(self, ino, ctx=None):
         return self._attr(ino)
 
     async def lookup(self, parent, name, ctx=None):
-        if name not in self.names:
-            raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._attr(self.names[name])
+        path = self._child(parent, name)
+        st = os.lstat(path)
+        return self._attr(self._ino(path), st)
 
     async def setattr(self, ino, attr, fields, fh, ctx):
+        path = self.paths[ino]
         if fields.update_size:
-            os.truncate(self.paths[ino], attr.st_size)
+            os.truncate(fh if fh is not None else path, attr.st_size)
+        if fields.update_mode:
+            os.chmod(path, stat.S_IMODE(attr.st_mode))
+        if fields.update_mtime or fields.update_atime:
+            st = os.lstat(path)
+            os.utime(path, ns=(attr.st_atime_ns if fields.update_atime else st.st_atime_ns,
+                               attr.st_mtime_ns if fields.update_mtime else st.st_mtime_ns), follow_symlinks=False)
         return self._attr(ino)
 
+    async def readlink(self, ino, ctx):
+        return os.fsencode(os.readlink(self.paths[ino]))
+
+    async def mkdir(self, parent, name, mode, ctx):
+        path = self._child(parent, name)
+        os.mkdir(path, mode & 0o7777)
+        return self._attr(self._ino(path))
+
+    async def symlink(self, parent, name, target, ctx):
+        path = self._child(parent, name)
+        os.symlink(os.fsdecode(target), path)
+        return self._attr(self._ino(path))
+
+    async def rmdir(self, parent, name, ctx):
+        path = self._child(parent, name)
+        os.rmdir(path)
+        self._gone(path)
+
+    async def unlink(self, parent, name, ctx):
+        path = self._child(parent, name)
+        os.unlink(path)
+        self._gone(path)
+
+    async def rename(self, parent_old, name_old, parent_new, name_new, flags, ctx):
+        old, new = self._child(parent_old, name_old), self._child(parent_new, name_new)
+        os.rename(old, new)
+        self._gone(new)
+        for p in [p for p in self.inos if p == old or p.startswith(old + "/")]:
+            ino = self.inos.pop(p)
+            self.paths[ino] = new + p[len(old):]
+            self.inos[self.paths[ino]] = ino
+
+    async def opendir(self, ino, ctx):
+        return ino
+
+    async def readdir(self, fh, start_id, token):
+        names = sorted(os.listdir(self.paths[fh]))
+        for i in range(start_id, len(names)):
+            path = os.path.join(self.paths[fh], names[i])
+            if not pyfuse3.readdir_reply(token, os.fsencode(names[i]), self._attr(self._ino(path), os.lstat(path)), i + 1):
+                return
+
+    async def releasedir(self, fh):
+        pass
+
+    async def statfs(self, ctx):
+        st, out = os.statvfs(self.paths[pyfuse3.ROOT_INODE]), pyfuse3.StatvfsData()
+        for k in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_favail"):
+            setattr(out, k, getattr(st, k))
+        out.f_namemax = 255
+        return out
+
     async def create(self, parent, name, mode, flags, ctx):
-        ino, self.next = self.next, self.next + 1
-        self.names[name], self.paths[ino] = ino, os.path.join(self.back, name.decode())
-        fd = os.open(self.paths[ino], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        return pyfuse3.FileInfo(fh=fd), self._attr(ino)
+        path = self._child(parent, name)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode & 0o7777)
+        return pyfuse3.FileInfo(fh=fd), self._attr(self._ino(path))
 
     async def open(self, ino, flags, ctx):
-        return pyfuse3.FileInfo(fh=os.open(self.paths[ino], os.O_RDWR), keep_cache=True)
+        mode = os.O_RDONLY if flags & os.O_ACCMODE == os.O_RDONLY else os.O_RDWR
+        return pyfuse3.FileInfo(fh=os.open(self.paths[ino], mode | (flags & os.O_TRUNC)), keep_cache=True)
 
     async def read(self, fh, off, size):
         return os.pread(fh, size, off)
@@ -263,15 +344,19 @@ class Passthrough(pyfuse3.Operations):
     async def release(self, fh):
         os.close(fh)
 
-    async def unlink(self, parent, name, ctx):
-        os.unlink(self.paths[self.names.pop(name)])
-
     async def forget(self, inodes):
         pass
 
     async def getxattr(self, ino, name, ctx):
         raise pyfuse3.FUSEError(errno.ENODATA)  # as a file system with user.* xattrs
 
+    async def listxattr(self, ino, ctx):
+        return []
+
+
+for _name, _fn in list(vars(Passthrough).items()):
+    if _name[0] != "_" and callable(_fn) and _name != "forget":
+        setattr(Passthrough, _name, errnos(_fn))
 
 ops = Passthrough(sys.argv[2])
 options = set(pyfuse3.default_options) | {"fsname=minimal", "default_permissions"}

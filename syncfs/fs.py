@@ -19,6 +19,7 @@ import trio
 from .errors import FsError
 from .files import Files
 from .notices import Notice, NoticeKind
+from .profiling import from_environment
 from .protocol.entries import Kind
 from .store import Node
 from .xattrs import Xattrs
@@ -30,6 +31,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 _KIND_BITS = {Kind.FILE: stat.S_IFREG, Kind.DIR: stat.S_IFDIR, Kind.SYMLINK: stat.S_IFLNK}
+# SYNCFS_PROFILE=FILE: every translated handler timed, a summary written at exit (issue 19)
+_PROFILE = from_environment()
 
 
 def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -54,7 +57,9 @@ def translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any,
             log.exception("%s failed unexpectedly", fn.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None
 
-    return wrapper
+    if _PROFILE is None:
+        return wrapper
+    return functools.wraps(fn)(_PROFILE.timed(fn.__name__, wrapper))
 
 
 def _name(raw: bytes) -> str:
